@@ -23,7 +23,6 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check mtbrain tools tests benchmarks
-	$(BIN)/ruff format --check mtbrain tools tests benchmarks
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

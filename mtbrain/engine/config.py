@@ -1,0 +1,216 @@
+"""The training configuration schema (``configs/*.yaml``).
+
+Every key, its type, default and meaning is here; ``mtbrain train --set a.b=c`` overrides
+any of them and an unknown key is an error naming it. The docs' configuration reference is
+generated from these dataclasses (:func:`mtbrain.config.describe`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from mtbrain.config import apply_overrides, from_dict, read_yaml, to_dict
+from mtbrain.data.transforms import AugmentConfig
+from mtbrain.errors import ConfigError
+from mtbrain.models.losses import LossConfig
+
+
+@dataclass
+class DatasetEntry:
+    """One data set to train on.
+
+    Attributes:
+        path: A folder in any supported layout, a COCO json, a split file (``split.json``),
+            or ``synthetic`` for the built-in generated set.
+        layout: Reader name; ``null`` autodetects.
+        weight: Sampling weight: the share of each batch drawn from this set is
+            proportional to it (within the first set's epoch length).
+        policy: Label policy options (:class:`mtbrain.data.policy.LabelPolicy`).
+    """
+
+    path: str = "synthetic"
+    layout: str | None = None
+    weight: float = 1.0
+    policy: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class DataConfig:
+    """Data sets, split, input size, cache and augmentation.
+
+    Attributes:
+        datasets: The data sets. The first one is the box-annotated set that is split into
+            train/val/test; further ones are mixed into training only (classification-only
+            sets train the classifier through the masked loss).
+        split: A split file (from ``mtbrain split``) for the first data set. ``null``: a
+            leak-free split is made with ``val_fraction``/``test_fraction`` and saved as
+            ``split.json`` in the output folder.
+        val_fraction: Share of the first set held out for validation when no split is given.
+        test_fraction: Share held out for the final test when no split is given.
+        drop_leaks: Remove from mixed-in sets every image that duplicates (exactly or
+            nearly) a validation or test image of the first set.
+        size: Network input size in pixels (square).
+        keep_ratio: Letterbox (keep the aspect ratio and pad) instead of stretching.
+        cache: Decoded-image cache: ``memory``, ``disk`` (memory-mapped file), or ``none``.
+        num_workers: DataLoader worker processes.
+        synthetic_per_class: Images per class of the built-in synthetic set.
+        augment: Training augmentation.
+    """
+
+    datasets: list[DatasetEntry] = field(default_factory=lambda: [DatasetEntry()])
+    split: str | None = None
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    drop_leaks: bool = True
+    size: int = 256
+    keep_ratio: bool = True
+    cache: Literal["memory", "disk", "none"] = "memory"
+    num_workers: int = 2
+    synthetic_per_class: int = 150
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+@dataclass
+class ModelSection:
+    """The model (:class:`mtbrain.Model`).
+
+    Attributes:
+        backbone: Any timm model name.
+        pretrained: Load ImageNet weights (offline for tf_efficientnet_lite0/1/2).
+        checkpoint_path: A local weights file for the backbone (or an mtbrain checkpoint).
+        in_chans: Input channels (1: grayscale; 3: grey replicated).
+        drop_rate: Dropout before the classifier.
+        drop_path_rate: Stochastic depth of the backbone.
+        box_head: ``dense`` (centre-based, on spatial features) or ``pooled``.
+    """
+
+    backbone: str = "tf_efficientnet_lite0"
+    pretrained: bool = True
+    checkpoint_path: str | None = None
+    in_chans: int = 1
+    drop_rate: float = 0.0
+    drop_path_rate: float = 0.0
+    box_head: str = "dense"
+
+
+@dataclass
+class TrainSection:
+    """Optimisation, schedule, stopping, precision and logging.
+
+    Attributes:
+        epochs: Maximum number of epochs.
+        batch_size: Images per batch (per process under torchrun).
+        optimizer: ``adamw`` or ``adam``.
+        lr: Peak learning rate.
+        weight_decay: Weight decay (decoupled for AdamW).
+        backbone_lr_scale: Learning rate of the backbone relative to the heads.
+        scheduler: ``cosine`` (with linear warm-up), ``plateau`` (reduce on plateau of the
+            monitored value) or ``none``.
+        warmup_epochs: Linear warm-up length (cosine), in epochs (may be fractional).
+        min_lr_ratio: Final learning rate of the cosine schedule relative to ``lr``.
+        plateau_factor: Factor of the plateau scheduler.
+        plateau_patience: Epochs without improvement before the plateau scheduler acts.
+        monitor: Validation value that picks ``best.pt`` and drives early stopping:
+            ``score`` (mean of macro-F1 and mean IoU), ``accuracy``, ``macro_f1``,
+            ``mean_iou`` or ``loss``.
+        early_stop_patience: Stop after this many epochs without improvement (0: never).
+        min_delta: Smallest change of the monitored value that counts as improvement.
+        freeze_backbone_epochs: Train only the heads for the first N epochs.
+        grad_clip: Clip the gradient norm to this value (0: off).
+        precision: ``fp32`` or ``bf16`` (autocast; on CPUs with bf16 support 2-3x faster).
+        channels_last: Use the channels-last memory format.
+        max_time_s: Stop training after this many seconds (0: no limit); the run still
+            validates, saves and logs cleanly.
+        max_steps_per_epoch: Cap on the steps of one epoch (0: the whole set).
+        seed: Seed of every random choice (data order, augmentation, initialisation).
+        deterministic: Ask PyTorch for deterministic algorithms.
+        ema: Keep an exponential moving average of the weights (decay), 0 to disable.
+        tta_flip: Validate with horizontal-flip test-time augmentation.
+        tensorboard: Also log to TensorBoard (needs the ``tensorboard`` package).
+    """
+
+    epochs: int = 10
+    batch_size: int = 32
+    optimizer: Literal["adamw", "adam"] = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    backbone_lr_scale: float = 1.0
+    scheduler: Literal["cosine", "plateau", "none"] = "cosine"
+    warmup_epochs: float = 0.5
+    min_lr_ratio: float = 0.02
+    plateau_factor: float = 0.3
+    plateau_patience: int = 2
+    monitor: Literal["score", "accuracy", "macro_f1", "mean_iou", "loss"] = "score"
+    early_stop_patience: int = 0
+    min_delta: float = 0.0
+    freeze_backbone_epochs: int = 0
+    grad_clip: float = 5.0
+    precision: Literal["fp32", "bf16"] = "fp32"
+    channels_last: bool = False
+    max_time_s: float = 0.0
+    max_steps_per_epoch: int = 0
+    seed: int = 0
+    deterministic: bool = False
+    ema: float = 0.0
+    tta_flip: bool = False
+    tensorboard: bool = False
+
+
+@dataclass
+class TrainConfig:
+    """A whole training run: ``data``, ``model``, ``loss`` and ``train`` sections.
+
+    Attributes:
+        data: Data sets, split, input size, cache and augmentation.
+        model: The model.
+        loss: Loss weights and options (:class:`mtbrain.models.losses.LossConfig`).
+        train: Optimisation, schedule, stopping, precision and logging.
+    """
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelSection = field(default_factory=ModelSection)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainSection = field(default_factory=TrainSection)
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_dict(self)
+
+
+def load_config(path: str | Path | None = None, *, overrides: list[str] | None = None,
+                data: list[str] | None = None) -> TrainConfig:
+    """Read a YAML config, apply ``--set`` overrides and ``--data`` paths, and validate.
+
+    Args:
+        path: YAML file; ``None`` starts from the defaults.
+        overrides: ``key=value`` strings (``train.lr=3e-4``).
+        data: Data set paths replacing ``data.datasets`` (the first is the box-annotated set,
+            further ones are mixed in with weight 1).
+    """
+    values = read_yaml(path) if path is not None else {}
+    if data:
+        old = values.get("data", {}).get("datasets", []) if isinstance(values.get("data"), dict) else []
+        entries = []
+        for i, p in enumerate(data):
+            entry = dict(old[i]) if i < len(old) and isinstance(old[i], dict) else {}
+            entry["path"] = str(p)
+            if i >= len(old):
+                entry.pop("layout", None)
+            entries.append(entry)
+        values.setdefault("data", {})
+        if not isinstance(values["data"], dict):
+            raise ConfigError(f"{path}: 'data' must be a mapping")
+        values["data"]["datasets"] = entries
+    values = apply_overrides(values, overrides or [])
+    cfg = from_dict(TrainConfig, values)
+    if not cfg.data.datasets:
+        raise ConfigError("data.datasets is empty: name at least one data set")
+    if cfg.data.size < 32 or cfg.data.size % 32:
+        raise ConfigError(f"data.size={cfg.data.size}: must be a multiple of 32, at least 32")
+    if cfg.train.batch_size < 1:
+        raise ConfigError(f"train.batch_size={cfg.train.batch_size}: must be at least 1")
+    if not (0 <= cfg.data.val_fraction < 1 and 0 <= cfg.data.test_fraction < 1
+            and cfg.data.val_fraction + cfg.data.test_fraction < 1):
+        raise ConfigError("data.val_fraction + data.test_fraction must be in [0, 1)")
+    return cfg
