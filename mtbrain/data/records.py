@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mtbrain.errors import ProblemLog
+from mtbrain.errors import ConfigError, ProblemLog
 
 
 def _empty_boxes() -> np.ndarray:
@@ -98,6 +98,20 @@ class RecordSet:
     @property
     def name(self) -> str:
         return self.samples[0].source if self.samples else self.root.name
+
+    @property
+    def boxes_annotated(self) -> bool:
+        """True when the layout annotates tumour boxes: an image without a box has none.
+
+        False for classification-only layouts (class folders): their tumour images have a
+        tumour nobody drew, so they teach neither box regression nor box confidence.
+        """
+        from mtbrain.data.readers import get_reader
+
+        try:
+            return get_reader(self.layout).has_boxes
+        except ConfigError:  # an unregistered layout name: judge by the samples
+            return any(s.has_box or len(s.other_boxes) for s in self.samples)
 
     def class_index(self, label: str | None) -> int:
         """Index of a class name; -1 for ``None`` (no label)."""

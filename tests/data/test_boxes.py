@@ -12,8 +12,9 @@ def test_convert_round_trips_between_all_formats():
         there = convert(xyxy, "xyxy", fmt, width=W, height=H)
         back = convert(there, fmt, "xyxy", width=W, height=H)
         np.testing.assert_allclose(back, xyxy, atol=1e-9)
-    np.testing.assert_allclose(convert(xyxy[:1], "xyxy", "cxcywh_n", width=W, height=H),
-                               [[0.2, 0.5, 0.2, 0.6]])
+    np.testing.assert_allclose(
+        convert(xyxy[:1], "xyxy", "cxcywh_n", width=W, height=H), [[0.2, 0.5, 0.2, 0.6]]
+    )
     np.testing.assert_allclose(convert(xyxy[:1], "xyxy", "xywh"), [[30, 40, 60, 120]])
 
 
@@ -32,8 +33,10 @@ def test_iou_and_union():
     np.testing.assert_allclose(union_box(b), [[0, 0, 30, 30]])
 
 
-@pytest.mark.parametrize(("w", "h", "size"), [(300, 200, 256), (150, 1375, 224), (512, 512, 256),
-                                              (97, 33, 64), (2000, 1999, 128)])
+@pytest.mark.parametrize(
+    ("w", "h", "size"),
+    [(300, 200, 256), (150, 1375, 224), (512, 512, 256), (97, 33, 64), (2000, 1999, 128)],
+)
 @pytest.mark.parametrize("keep_ratio", [True, False])
 def test_letterbox_inverse_within_a_pixel(w, h, size, keep_ratio):
     geo = Letterbox.fit(w, h, size, keep_ratio=keep_ratio)
@@ -44,4 +47,6 @@ def test_letterbox_inverse_within_a_pixel(w, h, size, keep_ratio):
     back = geo.inverse(geo.forward(boxes))
     np.testing.assert_allclose(back, boxes, atol=1e-6)
     fwd = geo.forward(np.array([[0, 0, w, h]]))[0]
-    np.testing.assert_allclose(fwd, [geo.pad_x, geo.pad_y, geo.pad_x + geo.new_w, geo.pad_y + geo.new_h])
+    np.testing.assert_allclose(
+        fwd, [geo.pad_x, geo.pad_y, geo.pad_x + geo.new_w, geo.pad_y + geo.new_h]
+    )

@@ -45,15 +45,25 @@ def test_bad_files_name_file_and_problem(tmp_path):
     empty.write_bytes(b"")
     text = tmp_path / "notes.jpg"
     text.write_text("hello")
-    good = _save(tmp_path, "good.jpg", Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8)))
+    good = _save(
+        tmp_path,
+        "good.jpg",
+        Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8)),
+    )
     cut = tmp_path / "cut.jpg"
     cut.write_bytes(good.read_bytes()[: len(good.read_bytes()) // 2])
-    for path, problem in ((empty, "empty file"), (text, "not an image"), (cut, "truncated"),
-                          (tmp_path / "missing.jpg", "not found")):
+    for path, problem in (
+        (empty, "empty file"),
+        (text, "not an image"),
+        (cut, "truncated"),
+        (tmp_path / "missing.jpg", "not found"),
+    ):
         with pytest.raises(DataError) as info:
             read_gray(path)
         assert path.name in str(info.value) and problem in str(info.value)
 
 
 def test_is_image_name():
-    assert is_image_name("a/B.JPG") and not is_image_name(".hidden.jpg") and not is_image_name("x.txt")
+    assert (
+        is_image_name("a/B.JPG") and not is_image_name(".hidden.jpg") and not is_image_name("x.txt")
+    )

@@ -5,7 +5,9 @@ from mtbrain.errors import DataError
 
 
 def test_round_trip_and_parts(tmp_path):
-    split = SplitFile(data=str(tmp_path), layout="kaggle_bbox", parts={"train": ["a"], "val": ["b"]})
+    split = SplitFile(
+        data=str(tmp_path), layout="kaggle_bbox", parts={"train": ["a"], "val": ["b"]}
+    )
     path = split.write(tmp_path / "split.json")
     assert is_split_file(path)
     back = SplitFile.read(path)
