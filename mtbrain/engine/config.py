@@ -7,6 +7,7 @@ generated from these dataclasses (:func:`mtbrain.config.describe`).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -54,7 +55,10 @@ class DataConfig:
         size: Network input size in pixels (square).
         keep_ratio: Letterbox (keep the aspect ratio and pad) instead of stretching.
         cache: Decoded-image cache: ``memory``, ``disk`` (memory-mapped file), or ``none``.
-        num_workers: DataLoader worker processes.
+        num_workers: DataLoader worker processes. ``null``: none with a cache (augmenting
+            decoded images costs little next to the model's step, and extra processes only
+            compete for the cores: 2x slower on a 2-core machine), else ``min(4, CPUs)``.
+            Decoding into the cache always uses every CPU.
         synthetic_per_class: Images per class of the built-in synthetic set.
         augment: Training augmentation.
     """
@@ -67,7 +71,7 @@ class DataConfig:
     size: int = 256
     keep_ratio: bool = True
     cache: Literal["memory", "disk", "none"] = "memory"
-    num_workers: int = 2
+    num_workers: int | None = None
     synthetic_per_class: int = 150
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
@@ -84,6 +88,8 @@ class ModelSection:
         drop_rate: Dropout before the classifier.
         drop_path_rate: Stochastic depth of the backbone.
         box_head: ``dense`` (centre-based, on spatial features) or ``pooled``.
+        box_head_options: Options of the box head (see :mod:`mtbrain.models.heads`).
+        box_threshold: Below this box confidence a prediction has no box.
     """
 
     backbone: str = "tf_efficientnet_lite0"
@@ -93,6 +99,8 @@ class ModelSection:
     drop_rate: float = 0.0
     drop_path_rate: float = 0.0
     box_head: str = "dense"
+    box_head_options: dict[str, Any] = field(default_factory=dict)
+    box_threshold: float = 0.1
 
 
 @dataclass
@@ -119,8 +127,10 @@ class TrainSection:
         min_delta: Smallest change of the monitored value that counts as improvement.
         freeze_backbone_epochs: Train only the heads for the first N epochs.
         grad_clip: Clip the gradient norm to this value (0: off).
-        precision: ``fp32`` or ``bf16`` (autocast; on CPUs with bf16 support 2-3x faster).
-        channels_last: Use the channels-last memory format.
+        precision: ``fp32`` or ``bf16`` (autocast). bf16 is 2-3x faster on CPUs and GPUs with
+            native bf16 (AVX-512 BF16/AMX, Ampere+) but several times *slower* on CPUs with
+            only AVX2; ``mtbrain profile`` / ``benchmarks/model_step.py`` tell which.
+        channels_last: Use the channels-last memory format (about 1.8x faster on CPU).
         max_time_s: Stop training after this many seconds (0: no limit); the run still
             validates, saves and logs cleanly.
         max_steps_per_epoch: Cap on the steps of one epoch (0: the whole set).
@@ -148,7 +158,7 @@ class TrainSection:
     freeze_backbone_epochs: int = 0
     grad_clip: float = 5.0
     precision: Literal["fp32", "bf16"] = "fp32"
-    channels_last: bool = False
+    channels_last: bool = True
     max_time_s: float = 0.0
     max_steps_per_epoch: int = 0
     seed: int = 0
@@ -176,6 +186,13 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)
+
+
+def loader_workers(cfg: DataConfig) -> int:
+    """The DataLoader worker count of ``cfg`` (resolving ``num_workers: null``)."""
+    if cfg.num_workers is not None:
+        return max(0, int(cfg.num_workers))
+    return 0 if cfg.cache != "none" else min(4, os.cpu_count() or 1)
 
 
 def load_config(path: str | Path | None = None, *, overrides: list[str] | None = None,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,7 +107,7 @@ def _first_set_parts(entry: DatasetEntry, cfg: DataConfig, out_dir: Path, seed: 
         from mtbrain.data.split import make_split
 
         log(f"making a leak-free split of {full.root} ({len(full)} images)")
-        groups = duplicate_groups([full])
+        groups = duplicate_groups(full)
         split = make_split(full, groups, val=cfg.val_fraction, test=cfg.test_fraction, seed=seed)
         split.write(split_path)
     dist.barrier()
@@ -148,14 +149,31 @@ def build_data(cfg: DataConfig, out_dir: Path, *, seed: int = 0,
                      dropped_leaks=dropped)
 
 
-def make_dataset(records: RecordSet, data: TrainData, *, train: bool, seed: int) -> Any:
-    """An :class:`mtbrain.data.dataset.MRIDataset` over ``records`` with the run's settings."""
-    from mtbrain.data.cache import DecodedCache
+def make_dataset(records: RecordSet, data: TrainData, *, train: bool, seed: int,
+                 source: int = 0, num_workers: int = 0,
+                 log: Callable[[str], None] = print) -> Any:
+    """An :class:`mtbrain.data.dataset.MRIDataset` over ``records`` with the run's settings.
+
+    With a cache, every image is decoded once here (``num_workers`` processes), before any
+    DataLoader worker starts; images that cannot be decoded are skipped with a report
+    under the set's ``on_error="skip"`` policy, or stop the run naming every file.
+    """
+    from mtbrain.data.cache import DecodedCache, exclude_undecodable
     from mtbrain.data.dataset import MRIDataset
     from mtbrain.data.transforms import build_train_transform
 
-    cache = None if data.cache == "none" else DecodedCache(
-        size=data.size, keep_ratio=data.keep_ratio, backend=data.cache)
+    cache = None
+    if data.cache != "none":
+        cache = DecodedCache(records, size=data.size, keep_ratio=data.keep_ratio,
+                             backend=data.cache)
+        start = time.monotonic()
+        problems = cache.warm(num_workers=num_workers)
+        if problems:
+            records = exclude_undecodable(records, problems, on_error=records.problems.on_error)
+            log(f"{records.root}: skipped {len(problems)} undecodable image(s): "
+                + "; ".join(str(p) for p in problems[:3]) + (" ..." if len(problems) > 3 else ""))
+        log(f"decoded {len(cache)} images of {records.root} into the {data.cache} cache "
+            f"in {time.monotonic() - start:.1f} s")
     transform = build_train_transform(data.augment, data.size) if train else None
     return MRIDataset(records, data.classes, size=data.size, keep_ratio=data.keep_ratio,
-                      transform=transform, cache=cache, seed=seed)
+                      transform=transform, cache=cache, seed=seed, source=source)

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import random
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -31,9 +33,16 @@ from mtbrain.config import to_dict
 from mtbrain.data.boxes import Letterbox
 from mtbrain.engine import distributed as dist
 from mtbrain.engine.checkpoint import load_training_checkpoint, save_training_checkpoint
-from mtbrain.engine.config import TrainConfig
+from mtbrain.engine.config import TrainConfig, loader_workers
 from mtbrain.engine.data import TrainData, build_data, make_dataset
-from mtbrain.engine.hooks import CSVLogger, CurvePlot, EarlyStopping, Hook, TensorBoardLogger, TimeBudget
+from mtbrain.engine.hooks import (
+    CSVLogger,
+    CurvePlot,
+    EarlyStopping,
+    Hook,
+    TensorBoardLogger,
+    TimeBudget,
+)
 from mtbrain.engine.sampler import EpochSampler
 from mtbrain.eval.metrics import classification_metrics, localization_metrics
 from mtbrain.io import write_json
@@ -139,7 +148,8 @@ class Trainer:
                       img_size=self.cfg.data.size, keep_ratio=self.cfg.data.keep_ratio,
                       pretrained=mc.pretrained, checkpoint_path=mc.checkpoint_path,
                       drop_rate=mc.drop_rate, drop_path_rate=mc.drop_path_rate,
-                      box_head=mc.box_head, loss=self.cfg.loss)
+                      box_head=mc.box_head, box_head_options=mc.box_head_options,
+                      loss=self.cfg.loss, box_threshold=mc.box_threshold)
         model.to(self.device)
         if self.cfg.train.channels_last:
             model.to(memory_format=torch.channels_last)
@@ -181,22 +191,27 @@ class Trainer:
 
     def _build_loaders(self) -> None:
         dc, tc = self.cfg.data, self.cfg.train
-        train_sets = [make_dataset(rs, self.data, train=True, seed=tc.seed)
-                      for rs in self.data.train_sets]
+        from mtbrain.data.dataset import collate
+
+        workers = loader_workers(dc)
+        decoders = os.cpu_count() or 1
+        train_sets = [make_dataset(rs, self.data, train=True, seed=tc.seed, source=i,
+                                   num_workers=decoders, log=self.log)
+                      for i, rs in enumerate(self.data.train_sets)]
         weights = [e.weight for e in dc.datasets][:len(train_sets)]
         self.train_dataset = ConcatDataset(train_sets)
         self._sampler = EpochSampler([len(d) for d in train_sets],
                                      weights=weights if len(train_sets) > 1 else None,
                                      seed=tc.seed, rank=dist.rank(), world=dist.world_size())
-        from mtbrain.data.dataset import collate
-
-        loader_kw: dict[str, Any] = {"num_workers": dc.num_workers, "collate_fn": collate,
-                                     "persistent_workers": dc.num_workers > 0}
+        # Workers are forked anew each epoch (not persistent) so that they see the epoch
+        # set on the datasets: augmentation is a function of (seed, epoch, index).
+        loader_kw: dict[str, Any] = {"num_workers": workers, "collate_fn": collate}
         self.train_loader = DataLoader(self.train_dataset, batch_size=tc.batch_size,
-                                       sampler=self._sampler, drop_last=len(self._sampler) > tc.batch_size,
-                                       **loader_kw)
+                                       sampler=self._sampler,
+                                       drop_last=len(self._sampler) > tc.batch_size, **loader_kw)
         self.train_sets = train_sets
-        self.val_dataset = make_dataset(self.data.val, self.data, train=False, seed=tc.seed)
+        self.val_dataset = make_dataset(self.data.val, self.data, train=False, seed=tc.seed,
+                                        num_workers=decoders, log=self.log)
         val_sampler = EpochSampler([len(self.val_dataset)], shuffle=False,
                                    rank=dist.rank(), world=dist.world_size())
         self.val_loader = DataLoader(self.val_dataset, batch_size=tc.batch_size,
@@ -267,6 +282,7 @@ class Trainer:
             from tqdm import tqdm
 
             progress = tqdm(total=steps, desc=f"epoch {epoch + 1}/{tc.epochs}", leave=False,
+                            disable=not sys.stderr.isatty(),
                             dynamic_ncols=True)
         for step, (images, targets) in enumerate(self.train_loader):
             if step >= steps:
@@ -309,9 +325,13 @@ class Trainer:
 
     @torch.no_grad()
     def predict_loader(self, model: torch.nn.Module, loader: DataLoader) -> dict[str, Any]:
-        """Predictions of ``model`` over a loader, gathered from every rank (in order)."""
+        """Predictions of ``model`` over a loader, gathered from every rank (in order).
+
+        Returns ``probs`` (N, C), ``boxes`` (N, 4) xyxy pixels of the network input,
+        ``box_score`` (N,) in dataset order, and the mean validation ``loss``.
+        """
         model.eval()
-        rows: list[tuple[int, int, list[float], float]] = []
+        rows: list[tuple[int, list[float], list[float], float]] = []
         losses = []
         for images, targets in loader:
             images = images.to(self.device)
@@ -319,33 +339,38 @@ class Trainer:
                 images = images.contiguous(memory_format=torch.channels_last)
             targets_d = {k: v.to(self.device) for k, v in targets.items()}
             with self._autocast():
-                out = model(images)
-                if hasattr(model, "compute_loss"):
-                    losses.append(float(model.compute_loss(out, targets_d)["loss"]))
+                out = model(images, targets_d)
+            losses.append(float(out["loss"]))
             if self.cfg.train.tta_flip:
                 out = _flip_tta(model, images, out, self._autocast)
-            pred = out["logits"].float().argmax(1).tolist()
-            boxes = out["boxes"].float().cpu().numpy().tolist()
+            probs = out["logits"].float().softmax(1).cpu().numpy()
+            boxes = out["boxes"].float().cpu().numpy()
+            scores = out["box_score"].float().cpu().numpy()
             for i, idx in enumerate(targets["index"].tolist()):
-                rows.append((idx, pred[i], boxes[i], 0.0))
+                rows.append((idx, probs[i].tolist(), boxes[i].tolist(), float(scores[i])))
         gathered = [r for part in dist.all_gather_objects(rows) for r in part]
-        seen: dict[int, tuple[int, list[float]]] = {}
-        for idx, p, b, _ in gathered:
-            seen.setdefault(idx, (p, b))
-        loss = dist.mean_over_ranks(float(np.mean(losses))) if losses else None
-        return {"pred": seen, "loss": loss}
+        seen: dict[int, tuple[list[float], list[float], float]] = {}
+        for idx, p, b, sc in gathered:
+            seen.setdefault(idx, (p, b, sc))
+        order = sorted(seen)
+        loss = dist.mean_over_ranks(float(np.mean(losses)) if losses else 0.0)
+        return {"probs": np.asarray([seen[i][0] for i in order], dtype=np.float64),
+                "boxes": np.asarray([seen[i][1] for i in order], dtype=np.float64).reshape(-1, 4),
+                "box_score": np.asarray([seen[i][2] for i in order], dtype=np.float64),
+                "loss": loss}
 
     def validate(self) -> dict[str, Any]:
         model = self.ema.module if self.ema is not None else self.model
         result = self.predict_loader(model, self.val_loader)
-        records = self.data.val.samples
+        records = self.val_dataset.samples
         classes = self.data.classes
-        y_true = [classes.index(s.label) if s.label is not None else -1 for s in records]
-        y_pred = [result["pred"][i][0] for i in range(len(records))]
         size, keep = self.cfg.data.size, self.cfg.data.keep_ratio
+        y_pred = result["probs"].argmax(1).tolist()
         boxes = [Letterbox.fit(s.width, s.height, size, keep_ratio=keep)
-                 .inverse(np.asarray(result["pred"][i][1])).reshape(4)
+                 .inverse(result["boxes"][i]).reshape(4)
+                 if self.model.keeps_box(classes[y_pred[i]], result["box_score"][i]) else None
                  for i, s in enumerate(records)]
+        y_true = [classes.index(s.label) if s.label is not None else -1 for s in records]
         cls_m = classification_metrics(y_true, y_pred, classes)
         loc_m = localization_metrics(boxes, [s.boxes for s in records])
         out = {"accuracy": cls_m["accuracy"], "macro_f1": cls_m["macro_f1"],

@@ -1,0 +1,466 @@
+"""The ``mtbrain`` command line.
+
+One sub-command per task. Each is a pair of small functions registered in
+:data:`COMMANDS`:
+
+- ``add_<name>_parser(subparsers)`` adds the sub-parser and its options and returns it;
+- ``run_<name>(args) -> int`` does the work and returns the exit code.
+
+Heavy imports (numpy, torch, PIL...) happen inside ``run_<name>``, so ``mtbrain --help``
+stays fast. Bad input (:class:`~mtbrain.errors.DataError`) and bad options
+(:class:`~mtbrain.errors.ConfigError`) end the command with one line ``error: <message>``
+on stderr and exit code 2, without a traceback.
+
+To add a command: write its two functions (here, or in a module whose functions are
+imported here lazily) and append ``Command("name", add_name_parser, run_name)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import mtbrain
+from mtbrain.errors import ConfigError, DataError
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+Subparsers = Any  # argparse's _SubParsersAction (private type)
+
+
+@dataclass(frozen=True)
+class Command:
+    """A sub-command: its name, the function that adds its parser, the one that runs it."""
+
+    name: str
+    add_parser: Callable[[Subparsers], argparse.ArgumentParser]
+    run: Callable[[argparse.Namespace], int]
+
+
+# --------------------------------------------------------------------------- shared options
+
+
+def _add_data_options(parser: argparse.ArgumentParser, *, on_error_default: str) -> None:
+    parser.add_argument(
+        "--layout",
+        metavar="L",
+        default=None,
+        help="data layout (default: detected); see the readers for the names",
+    )
+    parser.add_argument(
+        "--on-error",
+        choices=("raise", "skip"),
+        default=on_error_default,
+        help="bad samples: stop at the first ('raise') or skip and report "
+        f"them ('skip'); default {on_error_default}",
+    )
+
+
+def _add_dedup_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("duplicate search")
+    group.add_argument(
+        "--no-near",
+        action="store_true",
+        help="exact (byte-identical) duplicates only, no near-duplicate search",
+    )
+    group.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="processes that decode images (default: all CPUs, at most 8)",
+    )
+    group.add_argument(
+        "--no-cache", action="store_true", help="do not read or write the image-hash cache"
+    )
+
+
+def _positive_fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
+    return value
+
+
+def _load(data: str, args: argparse.Namespace):  # noqa: ANN202 - RecordSet, imported lazily
+    from mtbrain.data import LabelPolicy, load_dataset
+
+    return load_dataset(data, layout=args.layout, policy=LabelPolicy(on_error=args.on_error))
+
+
+def _progress() -> bool:
+    return sys.stderr.isatty()
+
+
+# --------------------------------------------------------------------------- audit
+
+
+def add_audit_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "audit",
+        help="counts, sizes, boxes, exact and near duplicates, label problems",
+        description="Audit one or more data sets: counts per class and split, image sizes and "
+        "modes (and whether size alone predicts the class), box statistics, label "
+        "problems, exact and near duplicates within and across sets.",
+    )
+    parser.add_argument(
+        "data",
+        nargs="+",
+        metavar="DATA",
+        help="data folder (any supported layout) or SPLIT.json:PART",
+    )
+    parser.add_argument(
+        "--json", metavar="OUT", default=None, help="also write the full report as JSON to OUT"
+    )
+    _add_data_options(parser, on_error_default="skip")
+    _add_dedup_options(parser)
+    parser.add_argument("--quiet", action="store_true", help="do not print the text report")
+    return parser
+
+
+def run_audit(args: argparse.Namespace) -> int:
+    from mtbrain.data.audit import audit, render_text
+    from mtbrain.io import write_json
+
+    sets = [_load(d, args) for d in args.data]
+    report = audit(
+        sets,
+        near=not args.no_near,
+        workers=args.workers,
+        cache=not args.no_cache,
+        progress=_progress(),
+    )
+    if not args.quiet:
+        sys.stdout.write(render_text(report))
+    if args.json:
+        path = write_json(args.json, report)
+        print(f"wrote {path}", file=sys.stderr)
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- split
+
+
+def add_split_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "split",
+        help="leak-free stratified split by duplicate groups",
+        description="Split a data set into train/val/test, stratified by class, with every "
+        "group of exact or near duplicates inside one part.",
+    )
+    parser.add_argument(
+        "data", metavar="DATA", help="data folder (any supported layout) or SPLIT.json:PART"
+    )
+    parser.add_argument(
+        "--out", required=True, metavar="SPLIT.json", help="split file to write (atomically)"
+    )
+    parser.add_argument(
+        "--val",
+        type=_positive_fraction,
+        default=0.15,
+        metavar="F",
+        help="validation fraction (default 0.15)",
+    )
+    parser.add_argument(
+        "--test",
+        type=_positive_fraction,
+        default=0.15,
+        metavar="F",
+        help="test fraction (default 0.15)",
+    )
+    parser.add_argument("--seed", type=int, default=0, metavar="S", help="seed (default 0)")
+    _add_data_options(parser, on_error_default="raise")
+    _add_dedup_options(parser)
+    return parser
+
+
+def run_split(args: argparse.Namespace) -> int:
+    from mtbrain.data import LabelPolicy
+    from mtbrain.data.dedup import find_duplicates
+    from mtbrain.data.split import make_split, split_summary
+
+    if args.val + args.test >= 1.0:
+        raise ConfigError(f"--val + --test must be below 1, got {args.val} + {args.test}")
+    records = _load(args.data, args)
+    dup = find_duplicates(
+        [records],
+        near=not args.no_near,
+        workers=args.workers,
+        cache=not args.no_cache,
+        progress=_progress(),
+    )
+    for problem in dup.problems:
+        print(f"warning: {problem} (kept, as a group of its own)", file=sys.stderr)
+    split = make_split(
+        records,
+        dup.rel_groups(0),
+        val=args.val,
+        test=args.test,
+        seed=args.seed,
+        policy=LabelPolicy(on_error=args.on_error).to_dict(),
+    )
+    path = split.write(args.out)
+    summary = split_summary(split, records)
+    grouped = sum(len(g) for g in split.groups)
+    print(
+        f"{len(records)} images, {len(split.groups)} duplicate groups ({grouped} images) "
+        f"kept whole; seed {args.seed}"
+    )
+    classes = sorted({c for counts in summary.values() for c in counts})
+    width = max(len(c) for c in [*classes, "part"])
+    print("  " + "part".ljust(8) + "".join(c.rjust(width + 2) for c in classes) + "total".rjust(8))
+    for part, counts in summary.items():
+        print(
+            "  "
+            + part.ljust(8)
+            + "".join(str(counts.get(c, 0)).rjust(width + 2) for c in classes)
+            + str(sum(counts.values())).rjust(8)
+        )
+    print(f"wrote {path}")
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- train
+
+
+def add_train_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "train",
+        help="train a multitask model from a YAML config",
+        description="Train the multitask model. Writes OUT/best.pt, OUT/last.pt, OUT/log.csv, "
+        "OUT/curves.png, OUT/split.json and OUT/summary.json. Under torchrun every process "
+        "runs this same command.",
+    )
+    parser.add_argument("--config", metavar="CFG.yaml", default=None,
+                        help="training config (default: the built-in defaults)")
+    parser.add_argument("--data", action="append", metavar="PATH", default=None,
+                        help="data set replacing the config's (repeatable): the first is the "
+                        "box-annotated set, further ones are mixed into training")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE", help="override a config value, e.g. train.lr=3e-4")
+    parser.add_argument("--out", metavar="DIR", default=None,
+                        help="output folder (default: runs/<config name>)")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_true", help="continue the run in OUT/last.pt")
+    mode.add_argument("--overwrite", action="store_true",
+                      help="start over in an OUT that already holds a run")
+    parser.add_argument("--print-config", action="store_true",
+                        help="print the resolved config and exit")
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
+    return parser
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import yaml
+
+    from mtbrain.engine.config import load_config
+    from mtbrain.engine.trainer import Trainer
+
+    cfg = load_config(args.config, overrides=args.overrides, data=args.data)
+    if args.print_config:
+        sys.stdout.write(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        return EXIT_OK
+    name = Path(args.config).stem if args.config else "default"
+    out = Path(args.out) if args.out else Path("runs") / name
+    if args.resume and not (out / "last.pt").exists():
+        raise ConfigError(f"{out / 'last.pt'}: nothing to resume (no such file)")
+    if not args.resume and (out / "last.pt").exists():
+        if not args.overwrite:
+            raise ConfigError(f"{out} already holds a run (last.pt): pass --resume to continue "
+                              "it or --overwrite to start over")
+        for stale in ("last.pt", "best.pt", "log.csv", "summary.json", "split.json"):
+            (out / stale).unlink(missing_ok=True)
+    summary = Trainer(cfg, out, resume=args.resume, log=not args.quiet).train()
+    if not args.quiet:
+        print(f"done: {summary['epochs_done']} epochs in {summary['elapsed_s']:.0f} s "
+              f"({summary['stop_reason'] or 'all epochs'}); best {summary['monitor']}="
+              f"{_num(summary['best_value'])} at epoch {summary['best_epoch']}; "
+              f"checkpoints in {out}")
+    return EXIT_OK
+
+
+def _num(value: object) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+# --------------------------------------------------------------------------- evaluate
+
+
+def _load_model(path: str):  # noqa: ANN202 - Model, imported lazily
+    from pathlib import Path
+
+    from mtbrain.models import Model
+
+    if Path(path).suffix.lower() == ".onnx":
+        raise ConfigError(f"{path}: ONNX models are not supported by this version of mtbrain; "
+                          "give a .pt checkpoint")
+    return Model.load(path)
+
+
+def add_evaluate_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="score a checkpoint on a data set: metrics.json and a report",
+        description="Predict every image of DATA with the checkpoint and score it with the "
+        "one evaluator (classification, box IoU, COCO mAP). Writes metrics.json, "
+        "predictions.json, report.md and confusion_matrix.png into OUT.",
+    )
+    parser.add_argument("--checkpoint", required=True, metavar="CKPT", help="model file (.pt)")
+    parser.add_argument("--data", required=True, metavar="DATA",
+                        help="data folder (any layout) or SPLIT.json:PART")
+    parser.add_argument("--out", metavar="DIR", default=None,
+                        help="output folder (default: eval next to the checkpoint)")
+    parser.add_argument("--batch-size", type=int, default=32, metavar="N")
+    parser.add_argument("--workers", type=int, default=2, metavar="N",
+                        help="data-loading processes (default 2)")
+    _add_data_options(parser, on_error_default="skip")
+    return parser
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mtbrain.eval.evaluate import evaluate
+
+    model = _load_model(args.checkpoint)
+    records = _load(args.data, args)
+    out = Path(args.out) if args.out else Path(args.checkpoint).parent / "eval"
+    metrics = evaluate(model, records, out, batch_size=args.batch_size,
+                       num_workers=args.workers, progress=_progress())
+    print(f"{metrics['n_images']} images: accuracy {_num(metrics['accuracy'])}, macro-F1 "
+          f"{_num(metrics['macro_f1'])}, mean IoU {_num(metrics['mean_iou'])}, IoU>=0.5 "
+          f"{_num(metrics['iou50_rate'])}, mAP50 {_num(metrics['map50'])}, mAP50-95 "
+          f"{_num(metrics['map50_95'])}")
+    print(f"wrote {out / 'metrics.json'} and {out / 'report.md'}")
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- predict
+
+
+def add_predict_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "predict",
+        help="class, probabilities and tumour box for an image or a folder",
+        description="Predict every image under INPUT (a file or a folder, searched "
+        "recursively; hidden files skipped). Unreadable files get an error record and the "
+        "run goes on. Boxes are in pixels of the original image.",
+    )
+    parser.add_argument("--checkpoint", required=True, metavar="CKPT", help="model file (.pt)")
+    parser.add_argument("--input", required=True, metavar="PATH", help="image file or folder")
+    parser.add_argument("--out", metavar="PREDS.json", default=None,
+                        help="predictions file to write (default: print to stdout)")
+    parser.add_argument("--batch-size", type=int, default=32, metavar="N")
+    return parser
+
+
+def _inputs(root: str) -> list[tuple[str, str]]:
+    """``(path, name)`` of every image under ``root`` (names relative to a folder)."""
+    from pathlib import Path
+
+    from mtbrain.data.image_io import is_image_name
+
+    base = Path(root)
+    if base.is_file():
+        return [(str(base), root)]
+    if not base.is_dir():
+        raise DataError("input not found", path=base)
+    found = sorted(p for p in base.rglob("*") if p.is_file() and is_image_name(p)
+                   and not any(part.startswith(".") for part in p.relative_to(base).parts))
+    if not found:
+        raise DataError("no image files (by extension) in this folder", path=base)
+    return [(str(p), p.relative_to(base).as_posix()) for p in found]
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    import json
+
+    from tqdm import tqdm
+
+    from mtbrain.io import write_json
+
+    model = _load_model(args.checkpoint)
+    items = _inputs(args.input)
+    records: list[dict[str, Any]] = []
+    with tqdm(total=len(items), unit="img", desc="predict", disable=not _progress()) as bar:
+        for start in range(0, len(items), args.batch_size):
+            chunk = items[start : start + args.batch_size]
+            preds = model.predict([p for p, _ in chunk], batch_size=args.batch_size,
+                                  on_error="skip")
+            for (_, name), pred in zip(chunk, preds, strict=True):
+                record = pred.to_dict()
+                record["image"] = name
+                records.append(record)
+            bar.update(len(chunk))
+    errors = sum(1 for r in records if "error" in r)
+    if args.out:
+        write_json(args.out, records)
+        print(f"wrote {len(records)} predictions ({errors} unreadable) to {args.out}",
+              file=sys.stderr)
+    else:
+        sys.stdout.write(json.dumps(records, indent=1) + "\n")
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- main
+
+COMMANDS: list[Command] = [
+    Command("audit", add_audit_parser, run_audit),
+    Command("split", add_split_parser, run_split),
+    Command("train", add_train_parser, run_train),
+    Command("evaluate", add_evaluate_parser, run_evaluate),
+    Command("predict", add_predict_parser, run_predict),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``mtbrain`` parser with every registered sub-command."""
+    parser = argparse.ArgumentParser(
+        prog="mtbrain", description="Find and name brain tumours on MRI with one multitask model."
+    )
+    parser.add_argument("--version", action="version", version=f"mtbrain {mtbrain.__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for command in COMMANDS:
+        sub = command.add_parser(subparsers)
+        sub.set_defaults(_run=command.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (0 ok, 2 bad input or usage)."""
+    parser = build_parser()
+    args = parser.parse_args(None if argv is None else list(argv))
+    run = getattr(args, "_run", None)
+    if run is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        return int(run(args) or EXIT_OK)
+    except (DataError, ConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except FileExistsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `mtbrain audit ... | head`: stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
