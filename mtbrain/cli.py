@@ -279,10 +279,17 @@ def run_train(args: argparse.Namespace) -> int:
         if not args.overwrite:
             raise ConfigError(f"{out} already holds a run (last.pt): pass --resume to continue "
                               "it or --overwrite to start over")
-        for stale in ("last.pt", "best.pt", "log.csv", "summary.json", "split.json"):
+        for stale in ("last.pt", "best.pt", "log.csv", "summary.json", "split.json",
+                      "curves.png"):
             (out / stale).unlink(missing_ok=True)
-    summary = Trainer(cfg, out, resume=args.resume, log=not args.quiet).train()
-    if not args.quiet:
+    from mtbrain.engine import distributed as dist
+
+    try:
+        summary = Trainer(cfg, out, resume=args.resume, log=not args.quiet).train()
+        main_rank = dist.is_main()
+    finally:
+        dist.cleanup()
+    if not args.quiet and main_rank:
         print(f"done: {summary['epochs_done']} epochs in {summary['elapsed_s']:.0f} s "
               f"({summary['stop_reason'] or 'all epochs'}); best {summary['monitor']}="
               f"{_num(summary['best_value'])} at epoch {summary['best_epoch']}; "

@@ -96,11 +96,14 @@ def _first_set_parts(entry: DatasetEntry, cfg: DataConfig, out_dir: Path, seed: 
         return full, split, split_path
     full = _load_entry(entry, cfg, seed)
     split_path = out_dir / "split.json"
-    if split_path.exists():
-        split = SplitFile.read(split_path)
-        if Path(split.data).resolve() == full.root.resolve():
-            log(f"reusing the split in {split_path}")
-            return full, split, split_path
+    # Rank 0 decides and tells the others: a rank that looked for itself could find the
+    # split.json rank 0 has just written, return early and skip the barrier below (hang).
+    reuse = False
+    if dist.is_main() and split_path.exists():
+        reuse = Path(SplitFile.read(split_path).data).resolve() == full.root.resolve()
+    if dist.broadcast_object(reuse):
+        log(f"reusing the split in {split_path}")
+        return full, SplitFile.read(split_path), split_path
     split = None
     if dist.is_main():
         from mtbrain.data.dedup import duplicate_groups

@@ -116,6 +116,7 @@ class Trainer:
         seed_everything(tc.seed, deterministic=tc.deterministic)
         if dist.is_main():
             self.out_dir.mkdir(parents=True, exist_ok=True)
+            self._remove_stale_temporaries()
         self.data: TrainData = build_data(self.cfg.data, self.out_dir, seed=tc.seed, log=self.log)
         self.model = self._build_model()
         self._build_loaders()
@@ -139,6 +140,15 @@ class Trainer:
             self.ddp_model = torch.nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=True)
+
+    OUTPUTS = ("last.pt", "best.pt", "log.csv", "curves.png", "summary.json", "split.json")
+
+    def _remove_stale_temporaries(self) -> None:
+        """Delete the temporary files (``.last.pt.XXXX.tmp``...) of an atomic write that a
+        killed run left behind; the files they were meant to replace are intact."""
+        for name in self.OUTPUTS:
+            for tmp in self.out_dir.glob(f".{name}.*.tmp"):
+                tmp.unlink(missing_ok=True)
 
     def _build_model(self) -> torch.nn.Module:
         from mtbrain.models import Model
@@ -265,6 +275,14 @@ class Trainer:
         flag = 1.0 if self.stop_reason else 0.0
         return dist.mean_over_ranks(flag) > 0
 
+    def _should_stop_mid_epoch(self) -> bool:
+        # Collective on every rank and every step under torchrun: a stop asked on one rank
+        # only (the time budget runs on each rank's own clock) must stop all of them after
+        # the same step, or the rank that asked waits in an all_reduce the others never join.
+        if not dist.is_distributed():
+            return self._stop_mid_epoch
+        return dist.mean_over_ranks(1.0 if self._stop_mid_epoch else 0.0) > 0
+
     def train_one_epoch(self, epoch: int) -> dict[str, float]:
         tc = self.cfg.train
         self.ddp_model.train()
@@ -317,7 +335,7 @@ class Trainer:
                 progress.set_postfix(loss=f"{values['loss']:.3f}")
             for hook in self.hooks:
                 hook.after_step(self, values)
-            if self._stop_mid_epoch and self._should_stop():
+            if self._should_stop_mid_epoch():
                 break
         if progress is not None:
             progress.close()
@@ -429,12 +447,16 @@ class Trainer:
         if not dist.is_main():
             return
         config = to_dict(self.cfg)
-        save_training_checkpoint(self.out_dir / "last.pt", self.model, trainer_state=self.state_dict(),
-                                 train_config=config)
+        # best.pt first: last.pt is the commit point of an epoch. A run killed between the
+        # two writes resumes from the previous last.pt and redoes this epoch, which writes
+        # best.pt again; the other order would leave a last.pt whose best_epoch has no
+        # best.pt (and resume never writes it).
         if best:
             model = self.ema.module if self.ema is not None else self.model
             save_training_checkpoint(self.out_dir / "best.pt", model, trainer_state=None,
                                      train_config=config)
+        save_training_checkpoint(self.out_dir / "last.pt", self.model, trainer_state=self.state_dict(),
+                                 train_config=config)
 
     def _load(self, path: Path) -> None:
         state = load_training_checkpoint(path, self.model)
