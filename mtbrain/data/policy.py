@@ -7,7 +7,7 @@ that happens by accident; readers take a :class:`LabelPolicy`.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from mtbrain.errors import ConfigError, OnError
@@ -63,12 +63,9 @@ class LabelPolicy:
     @classmethod
     def from_dict(cls, values: dict[str, Any] | None) -> LabelPolicy:
         """Build from a config mapping; unknown keys are errors that name the key."""
-        values = dict(values or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"unknown label policy key(s) {unknown}; known: {sorted(known)}")
-        return cls(**values)
+        from mtbrain.config import from_dict
+
+        return from_dict(cls, dict(values or {}), prefix="policy")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -116,12 +116,9 @@ class LossConfig:
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None) -> LossConfig:
         """Build from a config mapping; unknown keys are errors that name the key."""
-        values = dict(values or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"unknown loss key(s) {unknown}; known: {sorted(known)}")
-        return cls(**values)
+        from mtbrain.config import from_dict
+
+        return from_dict(cls, dict(values or {}), prefix="loss")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -115,12 +115,9 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> ModelConfig:
         """Build from a mapping; unknown keys are errors that name the key."""
-        values = dict(values)
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"unknown model key(s) {unknown}; known: {sorted(known)}")
-        return cls(**values)
+        from mtbrain.config import from_dict
+
+        return from_dict(cls, dict(values or {}), prefix="model")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
