@@ -420,6 +420,195 @@ def run_predict(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --------------------------------------------------------------------------- visualize
+
+
+def add_visualize_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "visualize",
+        help="draw true and predicted boxes on a grid of images (PNG)",
+        description="Pick N images of DATA (classes taking turns, seeded) and draw on each "
+        "its true tumour boxes, its other annotated boxes (dashed) and, with --predictions or "
+        "--checkpoint, the predicted box, class and scores; write the grid as a PNG. "
+        "Unreadable images get a tile saying why. Same as tools/visualize_boxes.py.",
+    )
+    parser.add_argument("--data", required=True, metavar="DATA",
+                        help="data folder (any supported layout) or SPLIT.json:PART")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--predictions", metavar="PREDS.json", default=None,
+                        help="predictions file (as written by `mtbrain predict`; image names "
+                        "relative to the data root)")
+    source.add_argument("--checkpoint", metavar="CKPT", default=None,
+                        help="model file (.pt): predict the chosen images with it")
+    parser.add_argument("--out", required=True, metavar="PNG", help="picture to write (.png)")
+    parser.add_argument("--n", type=int, default=16, metavar="N",
+                        help="number of images (default 16)")
+    parser.add_argument("--classes", nargs="+", default=None, metavar="CLASS",
+                        help="show only these classes (default: all)")
+    parser.add_argument("--only-errors", action="store_true",
+                        help="show only wrong predictions: wrong class, or box IoU below 0.5 "
+                        "(needs --predictions or --checkpoint)")
+    parser.add_argument("--seed", type=int, default=0, metavar="S",
+                        help="seed of the choice (default 0)")
+    parser.add_argument("--tile", type=int, default=256, metavar="PX",
+                        help="side of each image tile in pixels (default 256)")
+    _add_data_options(parser, on_error_default="skip")
+    return parser
+
+
+def _read_predictions(path: str) -> list[dict[str, Any]]:
+    """The records of a predictions file, checked enough to draw them."""
+    import json
+    from pathlib import Path
+
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DataError("predictions file not found", path=file) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"cannot read the predictions file: {exc}", path=file) from None
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"not valid JSON: {exc.msg} (column {exc.colno})", path=file,
+                        line=exc.lineno) from None
+    if not isinstance(obj, list):
+        raise DataError(f"a predictions file holds a JSON list of records (as written by "
+                        f"`mtbrain predict`), this one holds a {type(obj).__name__}", path=file)
+    if not obj:
+        raise DataError("the predictions list is empty: nothing to draw", path=file)
+    for i, rec in enumerate(obj):
+        if not isinstance(rec, dict) or not isinstance(rec.get("image"), str):
+            raise DataError(f"record {i} is not an object with an 'image' name", path=file)
+        box = rec.get("box")
+        if box is not None and not (isinstance(box, list) and len(box) == 4 and all(
+                isinstance(v, int | float) and not isinstance(v, bool) for v in box)):
+            raise DataError(f"record {i} ({rec['image']}): 'box' must be [x1, y1, x2, y2] "
+                            f"or null, got {box!r}", path=file)
+        if rec.get("error") is None and not isinstance(rec.get("label"), str):
+            raise DataError(f"record {i} ({rec['image']}): no 'label' (and no 'error')",
+                            path=file)
+    return obj
+
+
+def _match_predictions(predictions: list[dict[str, Any]], records: Any, path: str,
+                       data: str) -> list[dict[str, Any]]:
+    """The predictions of samples of ``records``, named by the samples' ``rel``.
+
+    A record names its image by ``rel``, or by a file path (absolute, or relative to the
+    current folder) of a sample's image. Records naming no sample are reported and dropped.
+    """
+    from pathlib import Path
+
+    rels = {s.rel for s in records}
+    by_path = {s.path.resolve(): s.rel for s in records}
+    matched, unknown = [], []
+    for rec in predictions:
+        name = rec["image"]
+        if name in rels:
+            matched.append(rec)
+            continue
+        rel = by_path.get(Path(name).resolve())
+        if rel is not None:
+            matched.append({**rec, "image": rel})
+        else:
+            unknown.append(name)
+    if not matched:
+        raise DataError(f"none of the {len(predictions)} predictions names an image of {data} "
+                        f"(e.g. {unknown[0]!r}); names must be the images' paths relative to "
+                        f"the data root, as `mtbrain predict --input` writes them", path=path)
+    if unknown:
+        print(f"warning: {path}: {len(unknown)} prediction(s) name images that are not in "
+              f"{data} (e.g. {unknown[0]!r}); ignored", file=sys.stderr)
+    return matched
+
+
+def _visualize_classes(names: Sequence[str] | None, records: Any, data: str) -> list[str] | None:
+    from mtbrain.classes import canonical_class
+
+    if names is None:
+        return None
+    chosen = []
+    for name in names:
+        known = name if name in records.classes else canonical_class(name)
+        if known not in records.classes:
+            raise ConfigError(f"--classes: {name!r} is not a class of {data}; its classes are "
+                              f"{', '.join(records.classes)}")
+        chosen.append(known)
+    return chosen
+
+
+def _predict_for_grid(args: argparse.Namespace, records: Any,
+                      classes: list[str] | None) -> list[dict[str, Any]]:
+    """Predictions of the checkpoint on the images to show (only those are predicted)."""
+    from mtbrain.eval.evaluate import predict_records
+    from mtbrain.viz.draw import candidate_order, prediction_error
+
+    model = _load_model(args.checkpoint)
+    order = candidate_order(records, classes=classes, seed=args.seed)
+    if not args.only_errors:
+        return predict_records(model, records.subset([s.rel for s in order[: args.n]]))
+    chunk = max(32, args.n)
+    wrong: list[dict[str, Any]] = []
+    for start in range(0, len(order), chunk):
+        part = order[start : start + chunk]
+        rows = {r["image"]: r for r in predict_records(model, records.subset(
+            [s.rel for s in part]))}
+        wrong.extend(rows[s.rel] for s in part if prediction_error(s, rows[s.rel]))
+        if _progress():
+            print(f"\rpredicted {start + len(part)} images, {len(wrong)} wrong", end="",
+                  file=sys.stderr)
+        if len(wrong) >= args.n:
+            break
+    if _progress():
+        print(file=sys.stderr)
+    return wrong
+
+
+def run_visualize(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mtbrain.io import atomic_write
+    from mtbrain.viz.draw import grid, select_samples
+
+    if args.n < 1:
+        raise ConfigError(f"--n must be at least 1, got {args.n}")
+    if args.tile < 64:
+        raise ConfigError(f"--tile must be at least 64 pixels, got {args.tile}")
+    if Path(args.out).suffix.lower() != ".png":
+        raise ConfigError(f"--out {args.out}: the picture is a PNG; give a name ending in .png")
+    if args.only_errors and not (args.predictions or args.checkpoint):
+        raise ConfigError("--only-errors needs predictions: give --predictions PREDS.json or "
+                          "--checkpoint CKPT")
+    predictions = _read_predictions(args.predictions) if args.predictions else None
+    records = _load(args.data, args)
+    if len(records.problems):
+        print(f"warning: {args.data}: {records.problems.summary()}", file=sys.stderr)
+    classes = _visualize_classes(args.classes, records, args.data)
+    if predictions is not None:
+        predictions = _match_predictions(predictions, records, args.predictions, args.data)
+    elif args.checkpoint:
+        predictions = _predict_for_grid(args, records, classes)
+    chosen = select_samples(records, predictions=predictions, n=args.n, classes=classes,
+                            only_errors=args.only_errors, seed=args.seed)
+    if not chosen:
+        why = [f"classes {', '.join(classes)}"] if classes else []
+        why += ["with a prediction"] if predictions is not None else []
+        why += ["wrongly predicted"] if args.only_errors else []
+        raise DataError(f"no samples left to show ({len(records)} images; kept: "
+                        f"{'; '.join(why) or 'all'})", path=args.data)
+    pool = len([s for s in records if classes is None or s.label in classes])
+    title = (f"{args.data}: {len(chosen)} of {pool} images (seed {args.seed}"
+             f"{', only errors' if args.only_errors else ''})")
+    image = grid(chosen, predictions=predictions, n=len(chosen), only_errors=args.only_errors,
+                 seed=args.seed, tile=args.tile, title=title)
+    path = atomic_write(args.out, lambda tmp: image.save(tmp, format="PNG"))
+    print(f"wrote {path} ({len(chosen)} images, {image.width}x{image.height} px)",
+          file=sys.stderr)
+    return EXIT_OK
+
+
 # --------------------------------------------------------------------------- main
 
 COMMANDS: list[Command] = [
@@ -428,6 +617,7 @@ COMMANDS: list[Command] = [
     Command("train", add_train_parser, run_train),
     Command("evaluate", add_evaluate_parser, run_evaluate),
     Command("predict", add_predict_parser, run_predict),
+    Command("visualize", add_visualize_parser, run_visualize),
 ]
 
 
