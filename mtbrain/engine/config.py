@@ -127,9 +127,9 @@ class TrainSection:
         min_delta: Smallest change of the monitored value that counts as improvement.
         freeze_backbone_epochs: Train only the heads for the first N epochs.
         grad_clip: Clip the gradient norm to this value (0: off).
-        precision: ``fp32`` or ``bf16`` (autocast). bf16 is 2-3x faster on CPUs and GPUs with
-            native bf16 (AVX-512 BF16/AMX, Ampere+) but several times *slower* on CPUs with
-            only AVX2; ``mtbrain profile`` / ``benchmarks/model_step.py`` tell which.
+        precision: ``fp32`` or ``bf16`` (autocast). bf16 is not always faster: Lite0 on a
+            2-vCPU Xeon with AMX trains slower in bf16 than in fp32; measure with
+            ``benchmarks/trainer_efficiency.py``.
         channels_last: Use the channels-last memory format (about 1.8x faster on CPU).
         max_time_s: Stop training after this many seconds (0: no limit); the run still
             validates, saves and logs cleanly.
