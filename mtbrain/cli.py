@@ -349,7 +349,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
           f"{_num(metrics['macro_f1'])}, mean IoU {_num(metrics['mean_iou'])}, IoU>=0.5 "
           f"{_num(metrics['iou50_rate'])}, mAP50 {_num(metrics['map50'])}, mAP50-95 "
           f"{_num(metrics['map50_95'])}")
-    print(f"wrote {out / 'metrics.json'} and {out / 'report.md'}")
+    print(f"wrote {out / 'metrics.json'}, {out / 'report.md'} and {out / 'report.html'}")
     return EXIT_OK
 
 

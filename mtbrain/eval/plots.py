@@ -1,4 +1,9 @@
-"""Plots people expect: training curves (more in later modules). Written atomically as PNG."""
+"""Plots people expect: training curves, ROC curves, reliability diagram. Written atomically
+as PNG.
+
+Colours come from the Okabe-Ito palette (distinguishable with the common colour-vision
+deficiencies); curves also differ in line style so that they stay apart in grey print.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from mtbrain.io import atomic_write
+
+OKABE_ITO: tuple[str, ...] = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00",
+                              "#56B4E9", "#F0E442", "#000000")
+"""Okabe-Ito colours, strongest contrast on white first (yellow late)."""
+
+LINE_STYLES: tuple[str, ...] = ("-", "--", "-.", ":")
 
 
 def _pyplot() -> Any:
@@ -53,5 +64,90 @@ def plot_training_curves(history: Sequence[dict[str, Any]], path: str | Path) ->
     ax_metric.set_title("Validation")
     ax_metric.grid(alpha=0.3)
     ax_metric.legend(loc="lower right")
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def _no_data(ax: Any, text: str) -> None:
+    """An empty axis that says why it is empty."""
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, fontsize=11)
+
+
+def plot_roc(metrics: dict[str, Any], path: str | Path) -> Path:
+    """One-vs-rest ROC curve per class from ``metrics["roc_curves"]``, chance diagonal.
+
+    Args:
+        metrics: :func:`~mtbrain.eval.evaluate.score_predictions` output (or any dict with
+            ``roc_curves``: ``{class: {"fpr", "tpr", "auc"}}``; optional ``macro_auc``).
+        path: Where the PNG goes.
+
+    Returns:
+        ``path``. Without curves (no probabilities) the figure says so.
+    """
+    plt = _pyplot()
+    curves = metrics.get("roc_curves") or {}
+    fig, ax = plt.subplots(figsize=(5.6, 5.2))
+    ax.plot([0, 1], [0, 1], color="#888888", linestyle=":", linewidth=1, label="chance")
+    for k, (name, curve) in enumerate(curves.items()):
+        ax.plot(curve["fpr"], curve["tpr"], color=OKABE_ITO[k % len(OKABE_ITO)],
+                linestyle=LINE_STYLES[(k // len(OKABE_ITO)) % len(LINE_STYLES)],
+                linewidth=2, label=f"{name} (AUC {curve['auc']:.3f})")
+    if not curves:
+        _no_data(ax, "no probabilities: no ROC curves")
+    macro = metrics.get("macro_auc")
+    ax.set_title("ROC, one class vs rest" + (f" (macro AUC {macro:.3f})" if macro else ""))
+    ax.set_xlabel("false positive rate (1 - specificity)", fontsize=11)
+    ax.set_ylabel("true positive rate (sensitivity)", fontsize=11)
+    ax.set_xlim(-0.01, 1.01)
+    ax.set_ylim(-0.01, 1.01)
+    ax.set_aspect("equal")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=9 if len(curves) <= 8 else 6)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_reliability(metrics: dict[str, Any], path: str | Path) -> Path:
+    """Reliability diagram from ``metrics["reliability"]``: accuracy per confidence bin
+    against the diagonal of perfect calibration, with the bin counts underneath.
+
+    Args:
+        metrics: :func:`~mtbrain.eval.evaluate.score_predictions` output (or any dict with
+            ``reliability``: bins ``{"lower", "upper", "count", "confidence", "accuracy"}``;
+            optional ``ece``).
+        path: Where the PNG goes.
+
+    Returns:
+        ``path``. Without bins (no probabilities) the figure says so.
+    """
+    plt = _pyplot()
+    bins = metrics.get("reliability") or []
+    fig, (ax, ax_n) = plt.subplots(2, 1, figsize=(5.6, 6.4), sharex=True,
+                                   gridspec_kw={"height_ratios": [3, 1]})
+    ax.plot([0, 1], [0, 1], color="#888888", linestyle=":", linewidth=1.5,
+            label="perfect calibration")
+    full = [b for b in bins if b["count"]]
+    lefts = [b["lower"] for b in full]
+    widths = [b["upper"] - b["lower"] for b in full]
+    ax.bar(lefts, [b["accuracy"] for b in full], width=widths, align="edge",
+           color=OKABE_ITO[0], edgecolor="white", label="accuracy in bin")
+    ax.plot([b["confidence"] for b in full], [b["accuracy"] for b in full], "o",
+            color=OKABE_ITO[1], markeredgecolor="black",
+            label="bin: (mean confidence, accuracy)")
+    if not bins:
+        _no_data(ax, "no probabilities: no reliability diagram")
+    ece = metrics.get("ece")
+    ax.set_title("Reliability diagram" + (f" (ECE {ece:.3f})" if ece is not None else ""))
+    ax.set_ylabel("accuracy", fontsize=11)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", fontsize=9)
+    bars = ax_n.bar(lefts, [b["count"] for b in full], width=widths, align="edge",
+                    color=OKABE_ITO[2], edgecolor="white")
+    ax_n.bar_label(bars, fontsize=8)
+    ax_n.set_ylabel("images", fontsize=11)
+    ax_n.set_xlabel("confidence (largest probability)", fontsize=11)
+    ax_n.margins(y=0.3)
     fig.tight_layout()
     return save_figure(fig, path)

@@ -13,20 +13,28 @@ import mtbrain  # noqa: F401  (offline env before timm)
 from mtbrain.cli import main
 from mtbrain.data.records import RecordSet, Sample
 from mtbrain.errors import DataError
-from mtbrain.eval.evaluate import render_report, score_predictions
+from mtbrain.eval.evaluate import render_html, render_report, score_predictions
 
 CLASSES = ["glioma", "meningioma", "no_tumor", "pituitary"]
 CONTRACT_KEYS = {"accuracy", "macro_f1", "per_class", "confusion_matrix", "mean_iou",
                  "iou50_rate", "map50", "map50_95", "n_images"}
+NEW_KEYS = {"balanced_accuracy", "macro_f2", "macro_precision", "macro_recall", "cohen_kappa",
+            "mcc", "macro_auc", "ece", "ece_bins", "reliability", "roc_curves",
+            "classification_report", "has_probs", "map50_all_boxes", "map50_95_all_boxes",
+            "map_all_boxes_classes"}
 
 
-def sample(rel: str, label: str | None, boxes: list[list[float]]) -> Sample:
+def sample(rel: str, label: str | None, boxes: list[list[float]],
+           other_boxes: list[list[float]] = ()) -> Sample:
     return Sample(path=Path("/nowhere") / rel, rel=rel, label=label, width=100, height=100,
-                  source="t", boxes=np.asarray(boxes, dtype=np.float32).reshape(-1, 4))
+                  source="t", boxes=np.asarray(boxes, dtype=np.float32).reshape(-1, 4),
+                  other_boxes=np.asarray(other_boxes, dtype=np.float32).reshape(-1, 4))
 
 
-def pred(rel: str, label: str, box: list[float] | None, score: float = 0.9) -> dict:
-    probs = {c: (0.7 if c == label else 0.1) for c in CLASSES}
+def pred(rel: str, label: str, box: list[float] | None, score: float = 0.9,
+         top: float = 0.7) -> dict:
+    rest = (1 - top) / (len(CLASSES) - 1)
+    probs = {c: (top if c == label else rest) for c in CLASSES}
     return {"image": rel, "label": label, "probs": probs, "box": box, "box_score": score}
 
 
@@ -48,8 +56,22 @@ def test_hand_computed_scores(records: RecordSet) -> None:
         pred("d.jpg", "glioma", None),                      # wrong class, no box: IoU 0
     ]
     m = score_predictions(records, preds)
-    assert set(m) >= CONTRACT_KEYS
+    assert set(m) >= CONTRACT_KEYS | NEW_KEYS
+    json.dumps(m, allow_nan=False)
     assert m["n_images"] == 4 and m["accuracy"] == pytest.approx(0.75)
+    # recall 1, 1, 1, 0 -> balanced accuracy 3/4; pituitary F2 0, glioma P=1/2 R=1 -> F2 5/6
+    assert m["balanced_accuracy"] == pytest.approx(0.75)
+    assert m["per_class"]["glioma"]["f2"] == pytest.approx(5 / 6)
+    # confidence 0.7 everywhere, 3 of 4 right: one bin, ECE |0.75 - 0.7| = 0.05
+    assert m["has_probs"] and m["ece"] == pytest.approx(0.05)
+    assert sum(b["count"] for b in m["reliability"]) == 4
+    # pituitary scores are 0.1 on every image -> all tied -> AUC 1/2; glioma: positive a 0.7
+    # against b 0.1, c 0.1, d 0.7 -> (1 + 1 + 1/2) / 3 = 5/6
+    assert m["per_class"]["pituitary"]["auc"] == pytest.approx(0.5)
+    assert m["per_class"]["glioma"]["auc"] == pytest.approx(5 / 6)
+    # no whole-brain boxes in this set: the all-boxes variant is the tumour-only one
+    assert m["map_all_boxes_classes"] == m["map_classes"]
+    assert m["map50_all_boxes"] == pytest.approx(m["map50"])
     assert m["mean_iou"] == pytest.approx((1 + 0.6 + 0) / 3)
     assert m["iou50_rate"] == pytest.approx(2 / 3) and m["n_boxed"] == 3
     assert m["confusion_matrix"][3] == [1, 0, 0, 0]
@@ -61,6 +83,76 @@ def test_hand_computed_scores(records: RecordSet) -> None:
     assert m["map50"] == pytest.approx(2 / 3, abs=1e-6)
     text = render_report(m, title="t")
     assert "| accuracy | 0.7500 |" in text and "| pituitary | 0.0000 |" in text
+    assert "| balanced_accuracy | 0.7500 |" in text and "| ece | 0.0500 |" in text
+    assert "| macro_auc |" in text and "| cohen_kappa |" in text and "| mcc |" in text
+    assert "| map50_all_boxes |" in text and "whole-brain boxes included" in text
+    assert "| class | precision | recall | f1 | f2 | AUC |" in text
+
+
+def test_html_report_is_self_contained_and_has_the_same_rows(records: RecordSet) -> None:
+    preds = [pred("a.jpg", "glioma", [10, 10, 30, 30]), pred("b.jpg", "meningioma", None),
+             pred("c.jpg", "no_tumor", None), pred("d.jpg", "glioma", None)]
+    m = score_predictions(records, preds)
+    md = render_report(m, title="Eval <x>", pictures=["roc.png"])
+    page = render_html(m, title="Eval <x>", pictures=["roc.png"])
+    assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
+    assert "<title>Eval &lt;x&gt;</title>" in page and '<img src="roc.png"' in page
+    assert "![roc](roc.png)" in md
+    assert "http" not in page and "<script" not in page and "<link" not in page
+    for key in ("accuracy", "balanced_accuracy", "macro_f2", "mcc", "map50_95_all_boxes"):
+        value = f"{m[key]:.4f}" if m[key] is not None else "n/a"
+        assert f"| {key} | {value} |" in md and f"<td>{key}</td><td>{value}</td>" in page
+    rows = [line for line in md.splitlines() if line.startswith("|") and "|---" not in line]
+    assert len(rows) == page.count("<tr>") == 16 + 1 + 4 + 1 + 4 + 1  # same table rows
+
+
+def test_all_boxes_map_counts_whole_brain_boxes_by_hand() -> None:
+    records = RecordSet(Path("/nowhere"), "kaggle_bbox", CLASSES, [
+        sample("a.jpg", "glioma", [[10, 10, 30, 30]]),
+        sample("c.jpg", "no_tumor", [], [[5, 5, 95, 95]]),  # whole-brain box, not a tumour
+        sample("d.jpg", "pituitary", [[40, 60, 50, 70]]),
+    ])
+    preds = [pred("a.jpg", "glioma", [10, 10, 30, 30]),
+             pred("c.jpg", "no_tumor", None, top=0.9),
+             pred("d.jpg", "pituitary", [40, 60, 50, 70])]
+    m = score_predictions(records, preds)
+    # tumour-only mAP: glioma and pituitary perfect, no_tumor not scored
+    assert m["map_classes"] == ["glioma", "pituitary"] and m["map50"] == pytest.approx(1.0)
+    # all boxes: c's prediction detects [0, 0, 100, 100] with score 0.9; IoU with the
+    # [5, 5, 95, 95] box = 8100 / 10000 = 0.81 -> AP50 = 1; AP at IoU 0.50..0.95 holds for
+    # the 7 thresholds 0.50..0.80 -> AP50-95 = 0.7
+    nt = m["per_class"]["no_tumor"]
+    assert m["map_all_boxes_classes"] == ["glioma", "no_tumor", "pituitary"]
+    assert nt["ap50_all_boxes"] == pytest.approx(1.0) and nt["n_gt_all_boxes"] == 1
+    assert nt["ap50_95_all_boxes"] == pytest.approx(0.7)
+    assert m["map50_all_boxes"] == pytest.approx(1.0)
+    assert m["map50_95_all_boxes"] == pytest.approx((1 + 0.7 + 1) / 3)
+    assert "ap50" not in nt  # not part of the tumour-only variant
+
+    # the whole-image detection is ranked by the no_tumor probability: a false no_tumor on d
+    # scored 0.95 comes first -> precision 1/2 at recall 1 -> AP50 1/2; scored 0.5 -> AP50 1
+    for top, ap in ((0.95, 0.5), (0.5, 1.0)):
+        wrong = [*preds[:2], pred("d.jpg", "no_tumor", None, top=top)]
+        m = score_predictions(records, wrong)
+        assert m["per_class"]["no_tumor"]["ap50_all_boxes"] == pytest.approx(ap)
+
+    # a no_tumor record that has a box contributes that box only (not the whole image)
+    boxed = [preds[0], pred("c.jpg", "no_tumor", [60, 60, 90, 90], top=0.9), preds[2]]
+    m = score_predictions(records, boxed)
+    assert m["per_class"]["no_tumor"]["ap50_all_boxes"] == pytest.approx(0.0)
+    # error records contribute nothing
+    m = score_predictions(records, [preds[0], {"image": "c.jpg", "error": "x"}, preds[2]])
+    assert m["per_class"]["no_tumor"]["ap50_all_boxes"] == pytest.approx(0.0)
+
+
+def test_missing_probabilities_leave_out_the_probability_metrics(records: RecordSet) -> None:
+    preds = [pred("a.jpg", "glioma", None), pred("b.jpg", "meningioma", None),
+             pred("c.jpg", "no_tumor", None), pred("d.jpg", "pituitary", None)]
+    del preds[1]["probs"]["glioma"]
+    m = score_predictions(records, preds)
+    assert not m["has_probs"] and m["macro_auc"] is None and m["ece"] is None
+    assert m["roc_curves"] == {} and m["reliability"] is None and m["accuracy"] == 1.0
+    assert "not available" in render_report(m, title="t")
 
 
 def test_errors_count_as_wrong_and_mismatches_are_named(records: RecordSet) -> None:
@@ -69,6 +161,11 @@ def test_errors_count_as_wrong_and_mismatches_are_named(records: RecordSet) -> N
     m = score_predictions(records, preds)
     assert m["n_errors"] == 1 and m["accuracy"] == pytest.approx(0.75)
     assert m["mean_iou"] == pytest.approx(2 / 3)
+    # the error record has uniform probabilities (confidence 1/4, bin 3 = (0.2, 0.267]) and
+    # a wrong answer: it stays in the calibration error
+    assert m["has_probs"] and m["reliability"][3]["count"] == 1
+    assert m["reliability"][3]["accuracy"] == 0.0
+    assert m["ece"] == pytest.approx(3 / 4 * (1 - 0.7) + 1 / 4 * 0.25)
     with pytest.raises(DataError, match=r"1 image\(s\) without a prediction.*b.jpg"):
         score_predictions(records, [p for p in preds if p["image"] != "b.jpg"])
     with pytest.raises(DataError, match=r"1 unknown image.*zz.jpg"):
@@ -116,8 +213,12 @@ def test_evaluate_cli_writes_contract_metrics(tmp_path: Path, checkpoint: Path,
     assert main(["evaluate", "--checkpoint", str(checkpoint), "--data", str(root),
                  "--out", str(out), "--workers", "0"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
-    assert set(metrics) >= CONTRACT_KEYS
+    assert set(metrics) >= CONTRACT_KEYS | NEW_KEYS and metrics["has_probs"]
     assert metrics["n_images"] == len(json.loads((out / "predictions.json").read_text()))
     assert (out / "report.md").read_text().startswith("# Evaluation")
-    assert (out / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
+    page = (out / "report.html").read_text()
+    assert page.startswith("<!DOCTYPE html>")
+    for picture in ("confusion_matrix.png", "roc.png", "reliability.png"):
+        assert (out / picture).read_bytes()[:4] == b"\x89PNG"
+        assert f'src="{picture}"' in page and f"]({picture})" in (out / "report.md").read_text()
     assert not list(out.glob(".*.tmp"))
