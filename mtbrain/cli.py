@@ -331,6 +331,8 @@ def add_evaluate_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=32, metavar="N")
     parser.add_argument("--workers", type=int, default=2, metavar="N",
                         help="data-loading processes (default 2)")
+    parser.add_argument("--tta-flip", action="store_true",
+                        help="average with the prediction of the mirrored image")
     _add_data_options(parser, on_error_default="skip")
     return parser
 
@@ -344,7 +346,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     records = _load(args.data, args)
     out = Path(args.out) if args.out else Path(args.checkpoint).parent / "eval"
     metrics = evaluate(model, records, out, batch_size=args.batch_size,
-                       num_workers=args.workers, progress=_progress())
+                       num_workers=args.workers, progress=_progress(), tta_flip=args.tta_flip)
     print(f"{metrics['n_images']} images: accuracy {_num(metrics['accuracy'])}, macro-F1 "
           f"{_num(metrics['macro_f1'])}, mean IoU {_num(metrics['mean_iou'])}, IoU>=0.5 "
           f"{_num(metrics['iou50_rate'])}, mAP50 {_num(metrics['map50'])}, mAP50-95 "

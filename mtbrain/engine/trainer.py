@@ -360,7 +360,8 @@ class Trainer:
                 out = model(images, targets_d)
             losses.append(float(out["loss"]))
             if self.cfg.train.tta_flip:
-                out = _flip_tta(model, images, out, self._autocast)
+                with self._autocast():
+                    out = model.with_flip_tta(images, out)
             probs = out["logits"].float().softmax(1).cpu().numpy()
             boxes = out["boxes"].float().cpu().numpy()
             scores = out["box_score"].float().cpu().numpy()
@@ -486,16 +487,3 @@ class Trainer:
                 "stop_reason": self.stop_reason, "elapsed_s": round(self.elapsed_s, 2),
                 "last": last, "classes": self.data.classes,
                 "n_train": [len(s) for s in self.data.train_sets], "n_val": len(self.data.val)}
-
-
-def _flip_tta(model: torch.nn.Module, images: torch.Tensor, out: dict[str, torch.Tensor],
-              autocast: Any) -> dict[str, torch.Tensor]:
-    """Average the prediction with that of the horizontally flipped image."""
-    with autocast():
-        flipped = model(images.flip(-1))
-    width = images.shape[-1]
-    fb = flipped["boxes"].float().clone()
-    fb[:, [0, 2]] = width - fb[:, [2, 0]]
-    return {"logits": (out["logits"].float() + flipped["logits"].float()) / 2,
-            "boxes": (out["boxes"].float() + fb) / 2,
-            "box_score": (out["box_score"].float() + flipped["box_score"].float()) / 2}

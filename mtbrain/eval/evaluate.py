@@ -70,7 +70,8 @@ PICTURES: tuple[str, ...] = ("confusion_matrix.png", "roc.png", "reliability.png
 
 @torch.inference_mode()
 def predict_records(model: Any, records: RecordSet, *, batch_size: int = 32,
-                    num_workers: int = 0, progress: bool = False) -> list[dict[str, Any]]:
+                    num_workers: int = 0, progress: bool = False,
+                    tta_flip: bool = False) -> list[dict[str, Any]]:
     """Run an :class:`mtbrain.Model` over the samples of a set: one predictions record each.
 
     Images go through the same decoding and letterbox as in training; boxes are mapped back
@@ -97,6 +98,8 @@ def predict_records(model: Any, records: RecordSet, *, batch_size: int = 32,
     for images, targets in loader:
         images = images.to(device).contiguous(memory_format=torch.channels_last)
         out = model(images)
+        if tta_flip:
+            out = model.with_flip_tta(images, out)
         probs = out["probs"].float().cpu().numpy()
         boxes = out["boxes"].float().cpu().numpy().astype(np.float64)
         scores = out["box_score"].float().cpu().numpy()
@@ -479,21 +482,24 @@ def plot_confusion(metrics: dict[str, Any], path: str | Path) -> Path:
 
 
 def evaluate(model: Any, records: RecordSet, out_dir: str | Path, *, batch_size: int = 32,
-             num_workers: int = 0, progress: bool = False) -> dict[str, Any]:
+             num_workers: int = 0, progress: bool = False,
+             tta_flip: bool = False) -> dict[str, Any]:
     """Predict ``records`` with ``model``, score, and write the results into ``out_dir``.
 
     Writes ``predictions.json``, ``metrics.json``, the pictures of :data:`PICTURES`
     (confusion matrix, ROC curves, reliability diagram), ``report.md`` and ``report.html``
-    (each atomically). Returns the metrics.
+    (each atomically). ``tta_flip`` averages each prediction with that of the mirrored
+    image. Returns the metrics.
     """
     from mtbrain.eval.plots import plot_reliability, plot_roc
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     predictions = predict_records(model, records, batch_size=batch_size,
-                                  num_workers=num_workers, progress=progress)
+                                  num_workers=num_workers, progress=progress, tta_flip=tta_flip)
     metrics = score_predictions(records, predictions, model.classes)
     metrics["data"] = str(records.root)
+    metrics["tta_flip"] = tta_flip
     write_json(out / "predictions.json", predictions)
     plot_confusion(metrics, out / "confusion_matrix.png")
     plot_roc(metrics, out / "roc.png")

@@ -368,6 +368,21 @@ class Model(nn.Module):
             **losses,
         }
 
+    def with_flip_tta(self, images: Tensor, out: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """Average eval outputs ``out`` of ``images`` with those of the mirrored images.
+
+        Logits, boxes (mirrored back) and box scores are averaged: horizontal-flip
+        test-time augmentation (brains are roughly left-right symmetric).
+        """
+        flipped = self(images.flip(-1))
+        width = images.shape[-1]
+        fb = flipped["boxes"].float().clone()
+        fb[:, [0, 2]] = width - fb[:, [2, 0]]
+        logits = (out["logits"].float() + flipped["logits"].float()) / 2
+        return {"logits": logits, "probs": logits.softmax(dim=1),
+                "boxes": (out["boxes"].float() + fb) / 2,
+                "box_score": (out["box_score"].float() + flipped["box_score"].float()) / 2}
+
     # -- prediction ----------------------------------------------------------------------
 
     def keeps_box(self, label: str, box_score: float, threshold: float | None = None) -> bool:
@@ -390,6 +405,7 @@ class Model(nn.Module):
         batch_size: int = 32,
         box_threshold: float | None = None,
         on_error: str = "raise",
+        tta_flip: bool = False,
     ) -> list[Prediction]:
         """Predict class, probabilities and tumour box for images.
 
@@ -399,6 +415,7 @@ class Model(nn.Module):
             box_threshold: Override of the config's ``box_threshold``.
             on_error: ``"raise"`` (default) or ``"skip"``: an unreadable input gets a
                 :class:`Prediction` with ``error`` set instead of stopping the run.
+            tta_flip: Average with the prediction of the mirrored image.
 
         Returns:
             One :class:`Prediction` per input, boxes in original image pixels.
@@ -429,6 +446,8 @@ class Model(nn.Module):
                     chunk = prepared[start : start + batch_size]
                     batch = torch.stack([c[1] for c in chunk]).to(device)
                     out = self(batch)
+                    if tta_flip:
+                        out = self.with_flip_tta(batch, out)
                     probs = out["probs"].cpu().numpy()
                     boxes = out["boxes"].cpu().numpy().astype(np.float64)
                     scores = out["box_score"].cpu().numpy()
