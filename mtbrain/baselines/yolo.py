@@ -83,8 +83,9 @@ Offline: what is blocked, and how
 
 Process state
     ultralytics changes process-wide state: torch threads (to cores - 1), OpenCV threads
-    (to 0), deterministic algorithms, and the variables ``OMP_NUM_THREADS`` (at import),
-    ``CUBLAS_WORKSPACE_CONFIG`` and ``PYTHONHASHSEED``. Every function here restores them
+    (to 0), deterministic algorithms, numpy's and torch's print options (at import), and the
+    variables ``OMP_NUM_THREADS`` (at import), ``CUBLAS_WORKSPACE_CONFIG`` and
+    ``PYTHONHASHSEED``. Every function here restores them
     when it returns, and training and prediction run with the caller's torch thread count.
     Training seeds the global random generators (``seed``); those are not restored.
 """
@@ -409,6 +410,17 @@ def _place_fonts(folder: Path) -> None:
             tmp.replace(target)
 
 
+def _torch_print_options() -> dict[str, Any]:
+    """torch's print options (it has no public getter); empty if they cannot be read."""
+    try:
+        from torch._tensor_str import PRINT_OPTS
+
+        return {k: getattr(PRINT_OPTS, k) for k in
+                ("precision", "threshold", "edgeitems", "linewidth", "sci_mode")}
+    except (ImportError, AttributeError):  # pragma: no cover - private torch API moved
+        return {}
+
+
 @contextlib.contextmanager
 def _ultralytics_session() -> Iterator[Any]:
     """Import ultralytics offline; restore the process state it changes when done.
@@ -430,7 +442,12 @@ def _ultralytics_session() -> Iterator[Any]:
     cudnn_deterministic = torch.backends.cudnn.deterministic
     fill = torch.utils.deterministic.fill_uninitialized_memory
     env = {key: os.environ.get(key) for key in _STATE_ENV}
+    np_print = np.get_printoptions()
+    torch_print = _torch_print_options()
     os.environ.pop("ULTRALYTICS_API_KEY", None)
+    from PIL import Image
+
+    pil_open = Image.open
     saved: dict[str, Any] = {}
     settings: Any = None
     try:
@@ -441,11 +458,13 @@ def _ultralytics_session() -> Iterator[Any]:
             raise ImportError("the YOLO baseline needs ultralytics: "
                               "pip install 'mtbrain[yolo]' (or 'ultralytics>=8.3')") from exc
         _place_fonts(Path(USER_CONFIG_DIR))  # also when ultralytics was imported earlier
+        _unpatch_pil(pil_open)
         settings = SETTINGS
         saved = {k: settings.get(k) for k in _QUIET_SETTINGS}
         dict.update(settings, _QUIET_SETTINGS)  # in memory: the settings file is not rewritten
         yield ultralytics
     finally:
+        _unpatch_pil(pil_open)
         if settings is not None:
             dict.update(settings, saved)
         torch.set_num_threads(threads)
@@ -453,11 +472,33 @@ def _ultralytics_session() -> Iterator[Any]:
         torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
         torch.backends.cudnn.deterministic = cudnn_deterministic
         torch.utils.deterministic.fill_uninitialized_memory = fill
+        np.set_printoptions(**np_print)
+        if torch_print:
+            torch.set_printoptions(**torch_print)
         for key, value in env.items():
             if value is None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def _unpatch_pil(original: Any) -> None:
+    """Undo ultralytics' global patch of ``PIL.Image.open``.
+
+    On importing, ultralytics replaces ``PIL.Image.open`` by a wrapper that, on an
+    unidentifiable file, pip-installs ``pi-heif`` at run time (offline: raises
+    ``ModuleNotFoundError`` instead of PIL's error). mtbrain's readers need PIL's own
+    behaviour to name bad files; HEIC input is not supported here.
+    """
+    from PIL import Image
+
+    Image.open = original
+    try:
+        from ultralytics.utils import patches
+
+        patches._pil_plugins_registered = True  # its wrapper, if called, never installs
+    except (ImportError, AttributeError):  # pragma: no cover - ultralytics moved it
+        pass
 
 
 def _check_model_source(model: str | Path) -> str:
