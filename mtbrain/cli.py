@@ -355,6 +355,45 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --------------------------------------------------------------------------- compare
+
+
+def add_compare_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "compare",
+        help="train and score several models on one split under one time budget",
+        description="Train each config (and the YOLO baseline) on SPLIT's train part for at "
+        "most --budget-s seconds, score every model on its test part with the same evaluator, "
+        "and write OUT/compare.md and OUT/compare.json. Finished entries are reused, so an "
+        "interrupted comparison resumes.",
+    )
+    parser.add_argument("--split", required=True, metavar="SPLIT.json",
+                        help="split file with train, val and test parts")
+    parser.add_argument("--config", action="append", default=[], metavar="CFG.yaml",
+                        help="mtbrain training config (repeatable)")
+    parser.add_argument("--checkpoint", action="append", default=[], metavar="CKPT",
+                        help="an already trained checkpoint to include (repeatable)")
+    parser.add_argument("--yolo-config", default=None, metavar="YAML",
+                        help="also train the YOLO baseline (configs/yolo_baseline.yaml)")
+    parser.add_argument("--budget-s", type=float, default=600.0, metavar="S",
+                        help="training time budget per model in seconds (default 600)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE", help="override for every mtbrain config")
+    parser.add_argument("--out", default="runs/compare", metavar="DIR")
+    return parser
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mtbrain.eval.compare import compare
+
+    compare(args.split, args.out, configs=args.config, checkpoints=args.checkpoint,
+            yolo_config=args.yolo_config, budget_s=args.budget_s, overrides=args.overrides)
+    sys.stdout.write((Path(args.out) / "compare.md").read_text())
+    return EXIT_OK
+
+
 # --------------------------------------------------------------------------- predict
 
 
@@ -619,6 +658,7 @@ COMMANDS: list[Command] = [
     Command("train", add_train_parser, run_train),
     Command("evaluate", add_evaluate_parser, run_evaluate),
     Command("predict", add_predict_parser, run_predict),
+    Command("compare", add_compare_parser, run_compare),
     Command("visualize", add_visualize_parser, run_visualize),
 ]
 
