@@ -144,7 +144,8 @@ _QUIET_SETTINGS: dict[str, Any] = {
     "tensorboard": False,
     "wandb": False,
 }
-_STATE_ENV = ("OMP_NUM_THREADS", "CUBLAS_WORKSPACE_CONFIG", "PYTHONHASHSEED", "ULTRALYTICS_API_KEY")
+_STATE_ENV = ("OMP_NUM_THREADS", "CUBLAS_WORKSPACE_CONFIG", "PYTHONHASHSEED", "ULTRALYTICS_API_KEY",
+              "YOLO_VERBOSE")
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._+\-]+")
 
 
@@ -445,6 +446,7 @@ def _ultralytics_session() -> Iterator[Any]:
     np_print = np.get_printoptions()
     torch_print = _torch_print_options()
     os.environ.pop("ULTRALYTICS_API_KEY", None)
+    os.environ.setdefault("YOLO_VERBOSE", "False")  # no progress bars in our logs (at import)
     from PIL import Image
 
     pil_open = Image.open
