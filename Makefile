@@ -10,7 +10,7 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".[dev,yolo]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,yolo,export]"
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -21,7 +21,7 @@ version, a format marker and a checksum; loading never executes code from the fi
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -198,6 +198,86 @@ def _to_gray(item: Any) -> tuple[np.ndarray, str | None]:
         f"cannot predict on a {type(item).__name__}: give a path, a PIL image or a "
         f"numpy array (or a list of those)"
     )
+
+
+# (probs (B, C), boxes (B, 4) input pixels, box_score (B,)) of a (B, 1, S, S) float32 batch
+RunBatch = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
+
+
+# -- prediction shared by every runtime ---------------------------------------------------
+
+
+def prepare_gray(config: ModelConfig, gray: np.ndarray) -> tuple[np.ndarray, Any]:
+    """Letterbox an H x W uint8 image to the network input: ((1, S, S) float32, geometry).
+
+    Every runtime (PyTorch, ONNX) feeds the network through this.
+    """
+    from mtbrain.data.transforms import letterbox_image
+
+    img, geo = letterbox_image(gray, config.img_size, keep_ratio=config.keep_ratio)
+    return (img.astype(np.float32) / np.float32(255.0))[None], geo
+
+
+def keeps_box(config: ModelConfig, label: str, box_score: float, threshold: float) -> bool:
+    """Whether a prediction of class ``label`` shows its box: the class has tumour boxes
+    and ``box_score`` reaches ``threshold``."""
+    return label not in (config.no_box_classes or []) and box_score >= threshold
+
+
+def predict_with(
+    config: ModelConfig,
+    run: RunBatch,
+    inputs: Any,
+    *,
+    batch_size: int = 32,
+    box_threshold: float | None = None,
+    on_error: str = "raise",
+) -> list[Prediction]:
+    """``Model.predict`` for any runtime: decode, letterbox, ``run`` per batch, map back.
+
+    Args:
+        config: The model config (classes, img_size, keep_ratio, thresholds).
+        run: (B, 1, S, S) float32 -> (probs (B, C), boxes (B, 4) input pixels, scores (B,)).
+        inputs: A path, a PIL image, an H x W / H x W x 3 numpy array, or a list of those.
+        batch_size: Images per ``run`` call.
+        box_threshold: Override of the config's ``box_threshold``.
+        on_error: ``"raise"`` or ``"skip"`` (an unreadable input gets an error record).
+    """
+    if on_error not in ("raise", "skip"):
+        raise ConfigError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    items = list(inputs) if isinstance(inputs, list | tuple) else [inputs]
+    thr = config.box_threshold if box_threshold is None else float(box_threshold)
+    results: list[Prediction | None] = [None] * len(items)
+    prepared: list[tuple[int, np.ndarray, Any, str | None]] = []
+    for i, item in enumerate(items):
+        try:
+            gray, name = _to_gray(item)
+            array, geo = prepare_gray(config, gray)
+        except (DataError, ValueError, TypeError) as exc:
+            if on_error == "raise":
+                raise
+            name = str(item) if isinstance(item, str | Path) else None
+            results[i] = Prediction(None, {}, None, None, image=name, error=str(exc))
+            continue
+        prepared.append((i, array, geo, name))
+    for start in range(0, len(prepared), batch_size):
+        chunk = prepared[start : start + batch_size]
+        probs, boxes, scores = run(np.stack([c[1] for c in chunk]).astype(np.float32))
+        boxes = np.asarray(boxes, dtype=np.float64)
+        for (i, _, geo, name), p, b, s in zip(chunk, probs, boxes, scores, strict=True):
+            label = config.classes[int(np.argmax(p))]
+            keep = keeps_box(config, label, float(s), thr)
+            box = [float(v) for v in geo.inverse(b[None])[0]] if keep else None
+            results[i] = Prediction(
+                label=label,
+                probs={c: float(v) for c, v in zip(config.classes, p, strict=True)},
+                box=box,
+                box_score=float(s),
+                image=name,
+            )
+    return [r for r in results if r is not None]
 
 
 class Model(nn.Module):
@@ -386,17 +466,15 @@ class Model(nn.Module):
     # -- prediction ----------------------------------------------------------------------
 
     def keeps_box(self, label: str, box_score: float, threshold: float | None = None) -> bool:
-        """Whether a prediction of class ``label`` shows its box: the class has tumour boxes
-        and ``box_score`` reaches the threshold (default: the config's ``box_threshold``)."""
+        """Whether a prediction of class ``label`` shows its box (see :func:`keeps_box`);
+        ``threshold`` defaults to the config's ``box_threshold``."""
         thr = self.config.box_threshold if threshold is None else float(threshold)
-        return label not in (self.config.no_box_classes or []) and box_score >= thr
+        return keeps_box(self.config, label, box_score, thr)
 
     def prepare(self, gray: np.ndarray) -> tuple[Tensor, Any]:
         """Letterbox an H x W uint8 image to the model's input; returns (1, S, S) and geometry."""
-        from mtbrain.data.transforms import letterbox_image
-
-        img, geo = letterbox_image(gray, self.config.img_size, keep_ratio=self.config.keep_ratio)
-        return torch.from_numpy(img).float().div_(255.0)[None], geo
+        array, geo = prepare_gray(self.config, gray)
+        return torch.from_numpy(array), geo
 
     def predict(
         self,
@@ -420,53 +498,24 @@ class Model(nn.Module):
         Returns:
             One :class:`Prediction` per input, boxes in original image pixels.
         """
-        if on_error not in ("raise", "skip"):
-            raise ConfigError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
-        items = list(inputs) if isinstance(inputs, list | tuple) else [inputs]
-        thr = self.config.box_threshold if box_threshold is None else float(box_threshold)
-        results: list[Prediction | None] = [None] * len(items)
-        prepared: list[tuple[int, Tensor, Any, str | None]] = []
-        for i, item in enumerate(items):
-            try:
-                gray, name = _to_gray(item)
-                tensor, geo = self.prepare(gray)
-            except (DataError, ValueError, TypeError) as exc:
-                if on_error == "raise":
-                    raise
-                name = str(item) if isinstance(item, str | Path) else None
-                results[i] = Prediction(None, {}, None, None, image=name, error=str(exc))
-                continue
-            prepared.append((i, tensor, geo, name))
         device = next(self.parameters()).device
+
+        def run(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            images = torch.from_numpy(batch).to(device)
+            out = self(images)
+            if tta_flip:
+                out = self.with_flip_tta(images, out)
+            return (out["probs"].float().cpu().numpy(), out["boxes"].float().cpu().numpy(),
+                    out["box_score"].float().cpu().numpy())
+
         was_training = self.training
         self.eval()
         try:
             with torch.inference_mode():
-                for start in range(0, len(prepared), batch_size):
-                    chunk = prepared[start : start + batch_size]
-                    batch = torch.stack([c[1] for c in chunk]).to(device)
-                    out = self(batch)
-                    if tta_flip:
-                        out = self.with_flip_tta(batch, out)
-                    probs = out["probs"].cpu().numpy()
-                    boxes = out["boxes"].cpu().numpy().astype(np.float64)
-                    scores = out["box_score"].cpu().numpy()
-                    for (i, _, geo, name), p, b, s in zip(chunk, probs, boxes, scores, strict=True):
-                        label = self.config.classes[int(p.argmax())]
-                        keep = self.keeps_box(label, float(s), thr)
-                        box = [float(v) for v in geo.inverse(b[None])[0]] if keep else None
-                        results[i] = Prediction(
-                            label=label,
-                            probs={
-                                c: float(v) for c, v in zip(self.config.classes, p, strict=True)
-                            },
-                            box=box,
-                            box_score=float(s),
-                            image=name,
-                        )
+                return predict_with(self.config, run, inputs, batch_size=batch_size,
+                                    box_threshold=box_threshold, on_error=on_error)
         finally:
             self.train(was_training)
-        return [r for r in results if r is not None]
 
     # -- files ---------------------------------------------------------------------------
 
