@@ -310,9 +310,20 @@ def _load_model(path: str):  # noqa: ANN202 - Model, imported lazily
     from mtbrain.models import Model
 
     if Path(path).suffix.lower() == ".onnx":
-        raise ConfigError(f"{path}: ONNX models are not supported by this version of mtbrain; "
-                          "give a .pt checkpoint")
+        raise ConfigError(f"{path}: an exported ONNX model can predict (mtbrain predict) but "
+                          "not be evaluated here; give the .pt checkpoint")
     return Model.load(path)
+
+
+def _load_predictor(path: str):  # noqa: ANN202 - Model or OnnxPredictor, imported lazily
+    """A ``.pt`` checkpoint as a Model, an exported ``.onnx`` file as an OnnxPredictor."""
+    from pathlib import Path
+
+    if Path(path).suffix.lower() == ".onnx":
+        from mtbrain.export import OnnxPredictor
+
+        return OnnxPredictor(path)
+    return _load_model(path)
 
 
 def add_evaluate_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
@@ -352,6 +363,42 @@ def run_evaluate(args: argparse.Namespace) -> int:
           f"{_num(metrics['iou50_rate'])}, mAP50 {_num(metrics['map50'])}, mAP50-95 "
           f"{_num(metrics['map50_95'])}")
     print(f"wrote {out / 'metrics.json'}, {out / 'report.md'} and {out / 'report.html'}")
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- export
+
+
+def add_export_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "export",
+        help="export a checkpoint to ONNX or TorchScript",
+        description="Export the whole two-head model: input 'image' (B, 1, S, S) grey in [0, 1] "
+        "(letterboxed), outputs 'logits', 'boxes' (input pixels) and 'box_score', dynamic "
+        "batch; the preprocessing and class names are stored in the file's metadata. "
+        "`mtbrain predict --checkpoint FILE.onnx` runs it with onnxruntime.",
+    )
+    parser.add_argument("--checkpoint", required=True, metavar="CKPT", help="model file (.pt)")
+    parser.add_argument("--format", required=True, choices=("onnx", "torchscript"))
+    parser.add_argument("--quantize", choices=("int8",), default=None,
+                        help="int8 quantization (not available in this version)")
+    parser.add_argument("--out", required=True, metavar="FILE")
+    return parser
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from mtbrain.export import export_onnx, export_torchscript
+
+    if args.quantize:
+        raise ConfigError("--quantize int8 is not available in this version of mtbrain")
+    model = _load_model(args.checkpoint)
+    export = export_onnx if args.format == "onnx" else export_torchscript
+    try:
+        path = export(model, args.out)
+    except ImportError as exc:
+        raise ConfigError(f"{exc}: ONNX export needs the export extra: "
+                          "pip install 'mtbrain[export]'") from None
+    print(f"wrote {path}")
     return EXIT_OK
 
 
@@ -405,7 +452,8 @@ def add_predict_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
         "recursively; hidden files skipped). Unreadable files get an error record and the "
         "run goes on. Boxes are in pixels of the original image.",
     )
-    parser.add_argument("--checkpoint", required=True, metavar="CKPT", help="model file (.pt)")
+    parser.add_argument("--checkpoint", required=True, metavar="CKPT",
+                        help="model file (.pt) or an exported .onnx file")
     parser.add_argument("--input", required=True, metavar="PATH", help="image file or folder")
     parser.add_argument("--out", metavar="PREDS.json", default=None,
                         help="predictions file to write (default: print to stdout)")
@@ -438,7 +486,7 @@ def run_predict(args: argparse.Namespace) -> int:
 
     from mtbrain.io import write_json
 
-    model = _load_model(args.checkpoint)
+    model = _load_predictor(args.checkpoint)
     items = _inputs(args.input)
     records: list[dict[str, Any]] = []
     with tqdm(total=len(items), unit="img", desc="predict", disable=not _progress()) as bar:
@@ -659,6 +707,7 @@ COMMANDS: list[Command] = [
     Command("evaluate", add_evaluate_parser, run_evaluate),
     Command("predict", add_predict_parser, run_predict),
     Command("compare", add_compare_parser, run_compare),
+    Command("export", add_export_parser, run_export),
     Command("visualize", add_visualize_parser, run_visualize),
 ]
 
