@@ -27,13 +27,14 @@ def _evaluate_checkpoint(ckpt: Path, split: Path, out: Path) -> dict[str, Any]:
     from mtbrain.data import load_dataset
     from mtbrain.eval.evaluate import evaluate
     from mtbrain.models import Model
+    from mtbrain.models.backbones import count_parameters
 
     model = Model.load(ckpt)
     test = load_dataset(f"{split}:test")
     start = time.perf_counter()
     metrics = evaluate(model, test, out)
     metrics["ms_per_image"] = 1000 * (time.perf_counter() - start) / max(1, len(test))
-    metrics["params_m"] = sum(p.numel() for p in model.parameters()) / 1e6
+    metrics["params_m"] = count_parameters(model) / 1e6
     return metrics
 
 

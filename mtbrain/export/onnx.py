@@ -57,6 +57,17 @@ def _example_input(model: Model, batch: int = 2) -> Tensor:
 
 
 @contextmanager
+def _eval_mode(model: nn.Module) -> Iterator[None]:
+    """``model`` in eval mode inside, its former mode restored after."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+@contextmanager
 def _quiet_tracer() -> Iterator[None]:
     """Silence TracerWarnings: the shape-derived constants they flag (grid size, strides)
     are fixed by the fixed S x S input, and only the batch axis is dynamic."""
@@ -94,8 +105,6 @@ def export_onnx(model: Model, path: str | Path, *, opset: int = 17) -> Path:
 
     wrapper = ExportWrapper(model)
     example = _example_input(model)
-    was_training = model.training
-    model.eval()
 
     def write(tmp: Path) -> None:
         with torch.no_grad(), _quiet_tracer():
@@ -119,10 +128,8 @@ def export_onnx(model: Model, path: str | Path, *, opset: int = 17) -> Path:
         onnx.checker.check_model(proto)
         onnx.save(proto, str(tmp))
 
-    try:
+    with _eval_mode(model):
         return atomic_write(path, write)
-    finally:
-        model.train(was_training)
 
 
 def export_torchscript(model: Model, path: str | Path) -> Path:
@@ -133,8 +140,6 @@ def export_torchscript(model: Model, path: str | Path) -> Path:
     """
     wrapper = ExportWrapper(model)
     example = _example_input(model)
-    was_training = model.training
-    model.eval()
 
     def write(tmp: Path) -> None:
         with torch.no_grad(), _quiet_tracer():
@@ -142,10 +147,8 @@ def export_torchscript(model: Model, path: str | Path) -> Path:
         torch.jit.save(traced, str(tmp),
                        _extra_files={TORCHSCRIPT_CONFIG_FILE: model.config.to_json()})
 
-    try:
+    with _eval_mode(model):
         return atomic_write(path, write)
-    finally:
-        model.train(was_training)
 
 
 def load_torchscript(path: str | Path,

@@ -212,9 +212,9 @@ def prepare_gray(config: ModelConfig, gray: np.ndarray) -> tuple[np.ndarray, Any
 
     Every runtime (PyTorch, ONNX) feeds the network through this.
     """
-    from mtbrain.data.transforms import letterbox_image
+    from mtbrain.data.dataset import preprocess
 
-    img, geo = letterbox_image(gray, config.img_size, keep_ratio=config.keep_ratio)
+    img, geo = preprocess(gray, config.img_size, keep_ratio=config.keep_ratio)
     return (img.astype(np.float32) / np.float32(255.0))[None], geo
 
 
