@@ -9,13 +9,16 @@ is room for them and single images fill the rest, so class proportions land with
 group's size of the targets; the assignment is deterministic for a seed.
 
 :func:`make_split` returns a :class:`~mtbrain.data.splitfile.SplitFile` (train/val/test);
-:func:`group_kfold` returns ``k`` folds for cross-validation studies.
+:func:`group_kfold` returns ``k`` folds for cross-validation studies (scikit-learn's
+``StratifiedGroupKFold`` over the same groups), and :func:`kfold_splits` one train/val/test
+split per fold (``mtbrain study``).
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -154,16 +157,80 @@ def group_kfold(
 ) -> list[list[str]]:
     """``k`` folds of ``rel`` names, stratified by class; no group straddles two folds.
 
+    scikit-learn's ``StratifiedGroupKFold`` (shuffled, ``random_state=seed``) over the
+    units of the split (duplicate groups, merged where they overlap, and single images),
+    stratified by each image's class (unlabelled images form a class of their own). The
+    same inputs and seed give the same folds.
+
     Raises:
         ConfigError: when ``k`` < 2 or the set has fewer groups than ``k``.
     """
-    if not isinstance(k, int) or k < 2:
+    import warnings
+
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    if not isinstance(k, int) or isinstance(k, bool) or k < 2:
         raise ConfigError(f"k must be an integer >= 2, got {k!r}")
     units = _units(recordset, groups)
     if len(units) < k:
         raise ConfigError(f"cannot make {k} folds from {len(units)} groups of {recordset.root}")
-    labels = {s.rel: s.label for s in recordset.samples}
-    return _assign(units, labels, [1.0 / k] * k, seed)
+    unit_of = {rel: u for u, members in enumerate(units) for rel in members}
+    rels = [s.rel for s in recordset.samples]
+    y = [s.label if s.label is not None else _NO_LABEL for s in recordset.samples]
+    cv = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    with warnings.catch_warnings():  # "the least populated class has only n members": fine
+        warnings.simplefilter("ignore", UserWarning)
+        folds = [sorted(rels[i] for i in test)
+                 for _, test in cv.split(rels, y, [unit_of[r] for r in rels])]
+    if any(not f for f in folds):
+        raise ConfigError(f"cannot make {k} non-empty folds from the {len(units)} groups of "
+                          f"{recordset.root}")
+    return folds
+
+
+def kfold_splits(
+    recordset: RecordSet,
+    groups: Sequence[Sequence[str]],
+    k: int,
+    *,
+    val: float = 0.15,
+    seed: int = 0,
+    policy: Mapping[str, Any] | None = None,
+) -> list[SplitFile]:
+    """One train/val/test split per fold of :func:`group_kfold`, for cross-validation.
+
+    Split ``i`` tests on fold ``i``; the other folds are split by :func:`make_split` into
+    train and a validation part of ``val`` of their images (stratified, duplicate groups
+    whole), which picks the best epoch. No duplicate group straddles two parts.
+
+    Args:
+        recordset: The set.
+        groups: Duplicate groups as lists of ``rel`` names.
+        k: Number of folds (>= 2).
+        val: Share of the training folds held out for validation, in (0, 1).
+        seed: Seed of the folds and of the validation parts.
+        policy: The label policy the set was read with (stored in every split).
+    """
+    val = _check_fraction("val", val)
+    if val <= 0:
+        raise ConfigError("val fraction must be above 0: a study picks each model's best epoch "
+                          "on a validation part")
+    folds = group_kfold(recordset, groups, k, seed)
+    splits = []
+    for i, test in enumerate(folds):
+        held = set(test)
+        rest = recordset.subset([s.rel for s in recordset.samples if s.rel not in held])
+        inner = [g for g in groups if not held.intersection(g)]
+        fit = make_split(rest, inner, val=val, test=0.0, seed=seed + i, policy=policy)
+        splits.append(replace(fit, parts={"train": fit.parts["train"], "val": fit.parts["val"],
+                                          "test": list(test)},
+                              fractions={"val": val, "test": len(test) / len(recordset)},
+                              groups=_units_of_groups(recordset, groups)))
+    return splits
+
+
+def _units_of_groups(recordset: RecordSet, groups: Sequence[Sequence[str]]) -> list[list[str]]:
+    return [u for u in _units(recordset, groups) if len(u) > 1]
 
 
 def split_summary(split: SplitFile, recordset: RecordSet) -> dict[str, dict[str, int]]:

@@ -87,7 +87,8 @@ class ModelSection:
         in_chans: Input channels (1: grayscale; 3: grey replicated).
         drop_rate: Dropout before the classifier.
         drop_path_rate: Stochastic depth of the backbone.
-        box_head: ``dense`` (centre-based, on spatial features) or ``pooled``.
+        box_head: ``dense`` (centre-based, on spatial features), ``pooled``, or ``none``
+            (a classification-only model: no box head, no box loss, no boxes predicted).
         box_head_options: Options of the box head (see :mod:`mtbrain.models.heads`).
         box_threshold: Below this box confidence a prediction has no box.
     """

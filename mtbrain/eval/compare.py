@@ -4,8 +4,9 @@
 part) for at most ``budget_s`` seconds, optionally the YOLO baseline under the same budget,
 adds already trained checkpoints, and scores every model on the split's test part with
 :func:`mtbrain.eval.evaluate.score_predictions`. Each entry's results are kept in its own
-folder (``OUT/<name>/metrics.json``); a rerun skips finished entries, so an interrupted
-comparison resumes. The table goes to ``OUT/compare.json`` and ``OUT/compare.md``.
+folder (``OUT/<name>/metrics.json``; its single-number metrics in
+``OUT/<name>/compare-entry.json``, written last); a rerun skips finished entries and resumes
+an interrupted training from its ``last.pt``, so an interrupted comparison resumes. The table goes to ``OUT/compare.json`` and ``OUT/compare.md``.
 """
 
 from __future__ import annotations
@@ -43,21 +44,41 @@ def _train_config(config: Path, split: Path, out: Path, budget_s: float,
     from mtbrain.engine.config import load_config
     from mtbrain.engine.trainer import Trainer
 
-    cfg = load_config(config, data=[str(split)],
-                      overrides=[*overrides, f"train.max_time_s={budget_s}"])
-    resume = (out / "train" / "last.pt").exists()  # an interrupted comparison continues
-    summary = Trainer(cfg, out / "train", resume=resume, log=False).train()
+    done = out / "train" / "summary.json"
+    if done.exists() and (out / "train" / "best.pt").exists():
+        summary = json.loads(done.read_text())  # trained; killed while scoring: score only
+    else:
+        cfg = load_config(config, data=[str(split)],
+                          overrides=[*overrides, f"train.max_time_s={budget_s}"])
+        resume = (out / "train" / "last.pt").exists()  # an interrupted comparison continues
+        summary = Trainer(cfg, out / "train", resume=resume, log=False).train()
     metrics = _evaluate_checkpoint(out / "train" / "best.pt", split, out)
     metrics["train_s"] = summary["elapsed_s"]
     return metrics
 
 
-def _train_yolo(config: Path, split: Path, out: Path, budget_s: float) -> dict[str, Any]:
+def epochs_override(overrides: Sequence[str]) -> int | None:
+    """The epoch budget set by a ``train.epochs=E`` override (the last one), or ``None``."""
+    epochs = None
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if sep and key.strip() == "train.epochs":
+            try:
+                epochs = int(value)
+            except ValueError:
+                raise ConfigError(f"--set {item}: train.epochs must be an integer") from None
+    return epochs
+
+
+def _train_yolo(config: Path, split: Path, out: Path, budget_s: float,
+                epochs: int | None) -> dict[str, Any]:
     from mtbrain.baselines.yolo import YoloBaselineConfig, run_yolo_baseline
     from mtbrain.data import load_dataset
 
     cfg = YoloBaselineConfig.from_yaml(config)
-    cfg.time_budget_s = budget_s
+    cfg.time_budget_s = budget_s if budget_s > 0 else None  # 0: the epoch budget alone
+    if epochs is not None:
+        cfg.epochs = epochs
     parts = [load_dataset(f"{split}:{p}") for p in ("train", "val", "test")]
     try:
         metrics = run_yolo_baseline(*parts, out, cfg)
@@ -79,8 +100,10 @@ def compare(split: str | Path, out_dir: str | Path, *, configs: Sequence[str | P
         configs: mtbrain training configs (their data sets are replaced by the split).
         checkpoints: Already trained mtbrain checkpoints (evaluated only).
         yolo_config: A YOLO baseline config (``configs/yolo_baseline.yaml``), or ``None``.
-        budget_s: Training time budget of every trained entry, in seconds.
-        overrides: ``--set`` overrides for every mtbrain config.
+        budget_s: Training time budget of every trained entry, in seconds (0: no time
+            limit; give an epoch budget with ``train.epochs=E`` in ``overrides``).
+        overrides: ``--set`` overrides for every mtbrain config; a ``train.epochs=E``
+            among them is the YOLO baseline's epoch count too (the same budget).
 
     Returns:
         One row per entry: ``name``, ``kind`` and the :data:`COLUMNS`.
@@ -94,7 +117,9 @@ def compare(split: str | Path, out_dir: str | Path, *, configs: Sequence[str | P
         jobs.append((f"ckpt-{Path(k).parent.name}-{Path(k).stem}", "checkpoint",
                      lambda o, k=Path(k): _evaluate_checkpoint(k, split, o)))
     if yolo_config is not None:
-        jobs.append(("yolo", "yolo", lambda o: _train_yolo(Path(yolo_config), split, o, budget_s)))
+        epochs = epochs_override(overrides)
+        jobs.append(("yolo", "yolo",
+                     lambda o: _train_yolo(Path(yolo_config), split, o, budget_s, epochs)))
     if not jobs:
         raise ConfigError("nothing to compare: give --config, --checkpoint or --yolo-config")
     names = [name for name, _, _ in jobs]
@@ -110,11 +135,17 @@ def compare(split: str | Path, out_dir: str | Path, *, configs: Sequence[str | P
         else:
             log(f"{name}: running ({kind})")
             metrics = run(folder)
-            write_json(done, {k: metrics.get(k) for k in COLUMNS})
+            write_json(done, {**scalar_metrics(metrics), **{k: metrics.get(k) for k in COLUMNS}})
         rows.append({"name": name, "kind": kind, **{k: metrics.get(k) for k in COLUMNS}})
     write_json(out / "compare.json", {"split": str(split), "budget_s": budget_s, "rows": rows})
     write_text(out / "compare.md", render_table(rows, split=split, budget_s=budget_s))
     return rows
+
+
+def scalar_metrics(metrics: dict[str, Any]) -> dict[str, float | int | None]:
+    """The single-number entries of a metrics dict (what an entry file keeps)."""
+    return {k: v for k, v in metrics.items()
+            if v is None or (isinstance(v, int | float) and not isinstance(v, bool))}
 
 
 def render_table(rows: Sequence[dict[str, Any]], *, split: Path, budget_s: float) -> str:
@@ -122,8 +153,10 @@ def render_table(rows: Sequence[dict[str, Any]], *, split: Path, budget_s: float
     def cell(v: Any) -> str:
         return "n/a" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
 
+    budget = (f"Training budget {budget_s:.0f} s per trained entry" if budget_s > 0
+              else "No training time limit (the configs' epochs)")
     lines = [f"# Comparison on {split}:test", "",
-             f"Training budget {budget_s:.0f} s per trained entry; every model scored by the "
+             f"{budget}; every model scored by the "
              "same evaluator (mAP: pycocotools over the tumour classes).", "",
              "| model | kind | " + " | ".join(COLUMNS) + " |",
              "|---|---|" + "---|" * len(COLUMNS)]

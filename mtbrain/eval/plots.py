@@ -151,3 +151,67 @@ def plot_reliability(metrics: dict[str, Any], path: str | Path) -> Path:
     ax_n.margins(y=0.3)
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def plot_critical_difference(names: Sequence[str], ranks: Sequence[float],
+                             groups: Sequence[Sequence[str]], path: str | Path, *,
+                             title: str, note: str = "") -> Path:
+    """A critical-difference diagram (Demšar, 2006) of average ranks over folds.
+
+    The axis runs from rank 1 (best, left) to rank ``k``; each model hangs from its average
+    rank, the better half labelled on the left, the other half on the right. Thick bars
+    join the models that no test finds different (``groups``, e.g. from
+    :func:`mtbrain.eval.stats.different_groups`).
+
+    Args:
+        names: Model names.
+        ranks: Their average ranks (1 = best).
+        groups: Runs of models not significantly different (two or more names each).
+        path: Where the PNG goes.
+        title: Title (the metric and the omnibus test).
+        note: A line under the diagram (which post-hoc test the bars come from).
+    """
+    plt = _pyplot()
+    k = len(names)
+    order = sorted(range(k), key=lambda i: (ranks[i], i))
+    hi = max(k, 2)
+    n_left = (k + 1) // 2
+    rows = max(n_left, k - n_left)
+    bar_y = [-0.22 - 0.14 * g for g in range(len(groups))]
+    first_row = (bar_y[-1] if bar_y else 0.0) - 0.3
+    row_step = 0.34
+    bottom = first_row - row_step * (rows - 1) - 0.25
+    fig, ax = plt.subplots(figsize=(8.5, 1.3 + 0.55 * (-bottom)))
+    ax.hlines(0, 1, hi, color="black", linewidth=1.5)
+    for t in range(1, hi + 1):
+        ax.vlines(t, 0, 0.12, color="black", linewidth=1.5)
+        ax.text(t, 0.18, str(t), ha="center", va="bottom", fontsize=12)
+        if t < hi:
+            ax.vlines(t + 0.5, 0, 0.06, color="black", linewidth=1)
+    ax.text((1 + hi) / 2, 0.55, "average rank (1 = best)", ha="center", va="bottom",
+            fontsize=11)
+    span = hi - 1
+    for pos, i in enumerate(order):
+        x = float(ranks[i])
+        colour = OKABE_ITO[pos % len(OKABE_ITO)] if k <= len(OKABE_ITO) else "black"
+        if pos < n_left:
+            y, end, ha = first_row - row_step * pos, 1 - 0.12 * span, "right"
+        else:
+            y, end, ha = first_row - row_step * (k - 1 - pos), hi + 0.12 * span, "left"
+        ax.plot([x, x, end], [0, y, y], color=colour, linewidth=1.6)
+        ax.plot([x], [0], "o", color=colour, markersize=5)
+        ax.text(end + (-0.04 if ha == "right" else 0.04) * span, y, f"{names[i]}  ({x:.2f})"
+                if ha == "left" else f"({x:.2f})  {names[i]}", ha=ha, va="center",
+                fontsize=12)
+    for g, members in zip(bar_y, groups, strict=False):
+        xs = [float(ranks[names.index(m)]) for m in members]
+        ax.hlines(g, min(xs) - 0.03 * span, max(xs) + 0.03 * span, color="black",
+                  linewidth=5)
+    ax.set_xlim(1 - 0.45 * span, hi + 0.45 * span)
+    ax.set_ylim(bottom, 0.95)
+    ax.axis("off")
+    ax.set_title(title, fontsize=12)
+    if note:
+        fig.text(0.5, 0.0, note, ha="center", va="top", fontsize=9.5, wrap=True)
+    fig.tight_layout()
+    return save_figure(fig, path)

@@ -125,6 +125,8 @@ class Backbone(nn.Module):
         super().__init__()
         import timm
 
+        from mtbrain.models import smallcnn  # noqa: F401 - registers mtbrain_smallcnn in timm
+
         if in_chans not in (1, 3):
             raise ConfigError(f"in_chans must be 1 or 3, got {in_chans}")
         if not timm.is_model(name):

@@ -34,6 +34,8 @@ terms). They are built by name through :func:`build_box_head`:
 
 ``pooled`` — the simple baseline: dropout + linear on the pooled features to
     ``sigmoid(cx, cy, w, h)`` (normalised) and one confidence logit.
+
+``none`` — no box head: a classification-only model (zero box loss, never a box).
 """
 
 from __future__ import annotations
@@ -325,3 +327,34 @@ class PooledBoxHead(BoxHead):
         image_hw: tuple[int, int],
     ) -> dict[str, Tensor]:
         return pooled_box_losses(out["box"], out["conf"], targets, cfg, image_hw)
+
+
+@register_box_head("none")
+class NoBoxHead(BoxHead):
+    """No box head: a classification-only model (the baselines' "box loss off").
+
+    It has no parameters and costs nothing: ``decode`` gives zero boxes with score 0, the
+    box loss terms are exact zeros (so the loss is the class term alone, whatever the box
+    weights), and predictions never carry a box (:func:`mtbrain.models.model.keeps_box`).
+    """
+
+    def __init__(self, backbone: Backbone) -> None:
+        super().__init__()
+
+    def forward(self, feats: BackboneFeatures, image_hw: tuple[int, int]) -> dict[str, Tensor]:
+        return {"pooled": feats.pooled}
+
+    def decode(self, out: Mapping[str, Tensor], image_hw: tuple[int, int]) -> tuple[Tensor, Tensor]:
+        n = out["pooled"].shape[0]
+        return (out["pooled"].new_zeros((n, 4), dtype=torch.float32),
+                out["pooled"].new_zeros((n,), dtype=torch.float32))
+
+    def losses(
+        self,
+        out: Mapping[str, Tensor],
+        targets: Mapping[str, Tensor],
+        cfg: LossConfig,
+        image_hw: tuple[int, int],
+    ) -> dict[str, Tensor]:
+        zero = out["pooled"].new_zeros((), dtype=torch.float32)
+        return {"box_l1": zero, "box_giou": zero, "conf": zero}

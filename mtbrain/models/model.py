@@ -52,7 +52,8 @@ class ModelConfig:
         checkpoint_path: Backbone weights file used at creation (informative after).
         drop_rate: Dropout before the class head.
         drop_path_rate: Stochastic depth in the backbone.
-        box_head: ``"dense"`` or ``"pooled"`` (see :mod:`mtbrain.models.heads`).
+        box_head: ``"dense"``, ``"pooled"`` or ``"none"`` (classification only; see
+            :mod:`mtbrain.models.heads`).
         box_head_options: Options of the box head (e.g. ``{"channels": 96}``).
         loss: :class:`LossConfig` as a dict.
         mean: Per-channel normalisation mean for pixels in [0, 1] (``None``: backbone's).
@@ -219,9 +220,10 @@ def prepare_gray(config: ModelConfig, gray: np.ndarray) -> tuple[np.ndarray, Any
 
 
 def keeps_box(config: ModelConfig, label: str, box_score: float, threshold: float) -> bool:
-    """Whether a prediction of class ``label`` shows its box: the class has tumour boxes
-    and ``box_score`` reaches ``threshold``."""
-    return label not in (config.no_box_classes or []) and box_score >= threshold
+    """Whether a prediction of class ``label`` shows its box: the model has a box head, the
+    class has tumour boxes and ``box_score`` reaches ``threshold``."""
+    return (config.box_head != "none" and label not in (config.no_box_classes or [])
+            and box_score >= threshold)
 
 
 def predict_with(
@@ -296,7 +298,8 @@ class Model(nn.Module):
         checkpoint_path: Local backbone weights (timm state dict or mtbrain checkpoint).
         drop_rate: Dropout before the class head.
         drop_path_rate: Stochastic depth in the backbone.
-        box_head: ``"dense"`` (centre-based, default) or ``"pooled"``.
+        box_head: ``"dense"`` (centre-based, default), ``"pooled"`` or ``"none"``
+            (classification only: no box head, no box loss, no boxes predicted).
         box_head_options: Options of the box head.
         loss: :class:`LossConfig` or a dict of its fields.
         mean: Normalisation mean override (one value per ``in_chans``).
