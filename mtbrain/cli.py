@@ -698,6 +698,70 @@ def run_visualize(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --------------------------------------------------------------------------- study
+
+
+def add_study_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "study",
+        help="compare models over grouped K folds with statistical tests",
+        description="Split DATA into K folds stratified by class with every group of exact "
+        "or near duplicates inside one fold; train every config (and the YOLO baseline) on "
+        "each fold under the same budget and score it on the fold with the one evaluator; "
+        "then test the differences (Friedman, Kendall's W, Holm-adjusted pairwise Wilcoxon, "
+        "bootstrap CIs) and write OUT/report.md, OUT/results.json and critical-difference "
+        "diagrams. Finished (model, fold) units are reused: an interrupted study resumes.",
+    )
+    parser.add_argument("--configs", nargs="+", default=[], metavar="CFG.yaml",
+                        help="mtbrain training configs, one per model (e.g. configs/baselines/"
+                        "*.yaml); each model is named by its file's stem")
+    parser.add_argument("--yolo-config", default=None, metavar="YAML",
+                        help="also train the YOLO baseline (configs/yolo_baseline.yaml)")
+    parser.add_argument("--data", required=True, metavar="DATA",
+                        help="data folder (any supported layout) or SPLIT.json:PART")
+    parser.add_argument("--folds", type=int, default=5, metavar="K",
+                        help="number of folds (default 5)")
+    parser.add_argument("--budget-s", type=float, default=0.0, metavar="S",
+                        help="training time budget per model and fold in seconds (give this "
+                        "or --set train.epochs=E, or both)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE", help="override for every mtbrain config, e.g. "
+                        "train.epochs=3 (the YOLO baseline gets the same epochs)")
+    parser.add_argument("--eval-data", default=None, metavar="OTHER",
+                        help="also score every trained model on this data set, without its "
+                        "images that duplicate images of DATA, and report the drop")
+    parser.add_argument("--out", required=True, metavar="DIR", help="study folder")
+    parser.add_argument("--val", type=_positive_fraction, default=0.15, metavar="F",
+                        help="share of the training folds used for validation (default 0.15)")
+    parser.add_argument("--seed", type=int, default=0, metavar="S",
+                        help="seed of the folds (default 0)")
+    parser.add_argument("--metrics", nargs="+", default=None, metavar="M",
+                        help="metrics to report and test (default: accuracy balanced_accuracy "
+                        "macro_f1 mcc mean_iou map50)")
+    parser.add_argument("--alpha", type=float, default=0.05, metavar="A",
+                        help="significance level (default 0.05)")
+    _add_data_options(parser, on_error_default="raise")
+    _add_dedup_options(parser)
+    return parser
+
+
+def run_study(args: argparse.Namespace) -> int:
+    from mtbrain.eval.study import DEFAULT_METRICS, results_table
+    from mtbrain.eval.study import run_study as study
+
+    results = study(args.data, args.out, configs=args.configs, yolo_config=args.yolo_config,
+                    folds=args.folds, budget_s=args.budget_s, overrides=args.overrides,
+                    eval_data=args.eval_data, val=args.val, seed=args.seed,
+                    metrics=args.metrics or DEFAULT_METRICS, alpha=args.alpha,
+                    layout=args.layout, on_error=args.on_error, near=not args.no_near,
+                    workers=args.workers, cache=not args.no_cache,
+                    log=lambda s: print(s, file=sys.stderr))
+    sys.stdout.write(results_table(results))
+    print(f"wrote {args.out}/report.md, {args.out}/results.json and "
+          f"{len(results['plots'])} critical-difference diagram(s)")
+    return EXIT_OK
+
+
 # --------------------------------------------------------------------------- main
 
 COMMANDS: list[Command] = [
@@ -709,6 +773,7 @@ COMMANDS: list[Command] = [
     Command("compare", add_compare_parser, run_compare),
     Command("export", add_export_parser, run_export),
     Command("visualize", add_visualize_parser, run_visualize),
+    Command("study", add_study_parser, run_study),
 ]
 
 

@@ -11,7 +11,7 @@ import pytest
 from mtbrain.data import load_dataset
 from mtbrain.data.dedup import find_duplicates
 from mtbrain.data.records import RecordSet, Sample
-from mtbrain.data.split import group_kfold, make_split, split_summary
+from mtbrain.data.split import group_kfold, kfold_splits, make_split, split_summary
 from mtbrain.data.splitfile import SplitFile
 from mtbrain.data.synthetic import generate, plant_duplicates
 from mtbrain.errors import ConfigError, DataError
@@ -202,3 +202,40 @@ def test_group_kfold_bad_k() -> None:
         group_kfold(rs, [], 1)
     with pytest.raises(ConfigError, match="cannot make 4 folds from 2 groups"):
         group_kfold(rs, [["glioma/img_0000.jpg", "glioma/img_0001.jpg"]], 4)
+
+
+def test_kfold_splits_groups_whole_and_stratified(big: tuple[RecordSet, list[list[str]]]) -> None:
+    rs, groups = big
+    splits = kfold_splits(rs, groups, 3, val=0.15, seed=2, policy={"on_error": "raise"})
+    assert len(splits) == 3
+    tests = [s.parts["test"] for s in splits]
+    assert sorted(r for t in tests for r in t) == sorted(s.rel for s in rs.samples)
+    assert tests == group_kfold(rs, groups, 3, seed=2)  # the test parts are the folds
+    totals = rs.counts()
+    for split in splits:
+        assert set(split.parts) == {"train", "val", "test"}
+        where = _where(split)
+        assert len(where) == len(rs)  # every sample in exactly one part
+        for g in groups:
+            assert len({where[r] for r in g}) == 1, g  # no group straddles two parts
+        summary = split_summary(split, rs)
+        for cls, n in summary["test"].items():
+            assert abs(n / totals[cls] - 1 / 3) < 0.02, (cls, n)
+        for cls, n in summary["val"].items():
+            assert abs(n / totals[cls] - 0.15 * 2 / 3) < 0.02, (cls, n)
+        assert split.policy == {"on_error": "raise"} and split.fractions["val"] == 0.15
+        assert sorted(map(sorted, split.groups)) == sorted(map(sorted, groups))
+    with pytest.raises(ConfigError, match="val fraction must be above 0"):
+        kfold_splits(rs, groups, 3, val=0.0)
+
+
+def test_kfold_splits_planted_duplicates(tmp_path: Path) -> None:
+    root = generate(tmp_path / "syn", n_per_class=10, size=128, seed=4)
+    pairs = plant_duplicates(root, n_exact=5, n_near=5, seed=4)
+    rs = load_dataset(root)
+    groups = find_duplicates(rs, cache=False).rel_groups(0)
+    assert sorted(groups) == sorted(sorted(p) for p in pairs)
+    for split in kfold_splits(rs, groups, 4, val=0.2, seed=1):
+        where = _where(split)
+        for a, b in pairs:
+            assert where[a] == where[b]

@@ -92,3 +92,25 @@ def test_dense_head_stride_8(tiny_model, make_targets) -> None:
     assert out["centre"].shape == (1, 8, 8)
     # same initial box size in pixels as at stride 16: 32 px each side of the cell centre
     assert out["cell_boxes"][0, 0, 0].tolist() == pytest.approx([-28.0, -28.0, 36.0, 36.0], abs=1.0)
+
+
+def test_no_box_head_is_classification_only(tiny_model, make_targets) -> None:
+    model = tiny_model(box_head="none", classes=["glioma", "no_tumor"],
+                       loss={"w_box": 3.0, "w_conf": 2.0})
+    assert "none" in box_head_names() and not list(model.box_head.parameters())
+    x = torch.rand(2, 1, 64, 64)
+    t = make_targets([[[8, 8, 40, 30]], []], [0, 1])
+    model.train()
+    losses = model(x, t)
+    assert losses["loss_box_l1"] == 0 and losses["loss_box_giou"] == 0
+    assert losses["loss_conf"] == 0 and torch.equal(losses["loss"], losses["loss_cls"])
+    losses["loss"].backward()
+    model.eval()
+    with torch.no_grad():
+        out = model(x)
+    assert out["boxes"].shape == (2, 4) and not out["boxes"].any()
+    assert out["box_score"].shape == (2,) and not out["box_score"].any()
+    gray = (torch.rand(50, 70) * 255).byte().numpy()
+    preds = model.predict([gray, gray], box_threshold=0.0)  # even at threshold 0: no box
+    assert [p.box for p in preds] == [None, None] and preds[0].label in model.classes
+    assert not model.keeps_box("glioma", 1.0, 0.0)
