@@ -245,7 +245,7 @@ def _cross_set(eval_data: str, records: Any, out: Path, *, layout: str | None,
         log(f"removing from {other.root} the images that duplicate images of {records.root}")
         _, removed = leak_free(other, [records], near=near, workers=workers, cache=cache)
         gone = set(removed)
-        info = {"data": str(other.root), "n_images": len(other), "n_removed": len(removed),
+        info = {"data": _data_id(eval_data), "n_images": len(other), "n_removed": len(removed),
                 "n_kept": len(other) - len(removed), "removed": removed}
         write_json(path, info)
     kept = other.subset([s.rel for s in other if s.rel not in gone])
@@ -277,6 +277,14 @@ def _cross_evaluate(member: Member, unit: Path, other: Any, log: Callable[[str],
     from mtbrain.models import Model
 
     evaluate(Model.load(unit / "train" / "best.pt"), other, unit / "cross")
+
+
+def _data_id(data: str | Path) -> str:
+    """A data argument as an absolute path (with its ``:part`` for a split file)."""
+    from mtbrain.data.splitfile import parse_data_arg
+
+    path, part = parse_data_arg(data)
+    return str(Path(path).resolve()) + (f":{part}" if part else "")
 
 
 def run_study(data: str | Path, out_dir: str | Path, *, configs: Sequence[str | Path] = (),
@@ -316,14 +324,10 @@ def run_study(data: str | Path, out_dir: str | Path, *, configs: Sequence[str | 
     out = Path(out_dir)
     policy = LabelPolicy(on_error=on_error)
     records = load_dataset(data, layout=layout, policy=policy)
-    other_root = None
-    if eval_data is not None:
-        from mtbrain.data.splitfile import parse_data_arg
-
-        other_root = str(Path(parse_data_arg(eval_data)[0]).resolve())
-    settings = {"data": str(Path(records.root).resolve()), "folds": folds, "val": val,
-                "seed": seed, "near": near, "budget_s": float(budget_s),
-                "overrides": list(overrides), "eval_data": other_root}
+    settings = {"data": _data_id(data), "layout": layout, "on_error": on_error,
+                "folds": folds, "val": val, "seed": seed, "near": near,
+                "budget_s": float(budget_s), "overrides": list(overrides),
+                "eval_data": _data_id(eval_data) if eval_data is not None else None}
     manifest = _manifest(out, settings, members)
     paths, fold_info = _fold_splits(records, out, folds=folds, val=val, seed=seed, near=near,
                                     workers=workers, cache=cache, policy=policy.to_dict(),
