@@ -82,26 +82,28 @@ def _option_row(parser: argparse.ArgumentParser, action: argparse.Action) -> str
     else:
         names = code(action.metavar or action.dest)
         value = code(formatter._format_args(action, action.dest))  # noqa: SLF001
+    help_text = formatter._expand_help(action) if action.help else ""  # noqa: SLF001
     notes = []
-    if action.required:
+    if action.required and action.option_strings:
         notes.append("required")
-    if action.choices is not None and not isinstance(action, argparse._SubParsersAction):  # noqa: SLF001
-        notes.append("one of " + ", ".join(code(str(c)) for c in action.choices))
     if isinstance(action, argparse._AppendAction):  # noqa: SLF001
         notes.append("repeatable")
     default = action.default
-    if (action.option_strings and action.nargs != 0 and default not in (None, [], argparse.SUPPRESS)
-            and not action.required):
+    if (action.option_strings and action.nargs != 0 and not action.required
+            and default not in (None, [], argparse.SUPPRESS) and "default" not in help_text):
         notes.append("default " + code(str(default)))
-    help_text = formatter._expand_help(action) if action.help else ""  # noqa: SLF001
     meaning = cell(help_text)
     if notes:
         meaning = f"{meaning} ({'; '.join(notes)})" if meaning else "; ".join(notes).capitalize()
     return f"| {names} | {value} | {meaning} |"
 
 
-def render_cli(parser: argparse.ArgumentParser) -> str:
-    """The command-line reference page (MyST Markdown) of ``parser`` and its sub-commands."""
+def render_cli(parser: argparse.ArgumentParser,
+               layouts: list[tuple[str, str]] | None = None) -> str:
+    """The command-line reference page (MyST Markdown) of ``parser`` and its sub-commands.
+
+    ``layouts``: ``(name, pattern)`` of the data layouts, listed for ``DATA`` and ``--layout``.
+    """
     prog = parser.prog
     subs = _subcommands(parser)
     lines = [
@@ -118,6 +120,16 @@ def render_cli(parser: argparse.ArgumentParser) -> str:
     ]
     lines += [f"| [`{prog} {name}`](#cli-{name}) | {cell(help_text)} |" for name, help_text, _ in subs]
     lines.append("")
+    lines += [
+        "`DATA` is a data folder in any supported layout (detected, or named with "
+        "`--layout NAME`), a COCO json, or `SPLIT.json:PART` for one part (`train`, `val`, "
+        "`test`) of a split written by `mtbrain split` or by a training run.",
+        "",
+    ]
+    if layouts:
+        lines += ["| layout | on disk |", "|---|---|"]
+        lines += [f"| `{name}` | {cell(pattern)} |" for name, pattern in layouts]
+        lines.append("")
     for name, _, sub in subs:
         usage = " ".join(sub.format_usage().split())
         usage = usage.removeprefix("usage: ")
@@ -218,10 +230,12 @@ def generate(srcdir: str | Path) -> list[Path]:
     """Write both reference pages under ``srcdir``; the paths written or up to date."""
     from mtbrain.cli import build_parser
     from mtbrain.config import describe
+    from mtbrain.data.readers import get_reader, list_layouts
     from mtbrain.engine.config import TrainConfig
 
     src = Path(srcdir)
-    pages = {CLI_PAGE: render_cli(build_parser()) + "\n",
+    layouts = [(name, get_reader(name).pattern) for name in list_layouts()]
+    pages = {CLI_PAGE: render_cli(build_parser(), layouts) + "\n",
              CONFIG_PAGE: render_config(describe(TrainConfig)) + "\n"}
     for name, text in pages.items():
         write_if_changed(src / name, text)
