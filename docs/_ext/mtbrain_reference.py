@@ -226,17 +226,34 @@ def write_if_changed(path: Path, text: str) -> bool:
     return True
 
 
+def config_rows() -> list[tuple[str, str, Any, str]]:
+    """``describe(TrainConfig)``, with the label-policy options under each data set's ``policy``.
+
+    ``policy`` is a plain mapping in the schema, checked by
+    :class:`mtbrain.data.policy.LabelPolicy` when the set is read: its keys are listed from
+    that dataclass, the same way.
+    """
+    from mtbrain.config import describe
+    from mtbrain.data.policy import LabelPolicy
+    from mtbrain.engine.config import TrainConfig
+
+    rows = []
+    for row in describe(TrainConfig):
+        rows.append(row)
+        if row[0] == "data.datasets[].policy":
+            rows += describe(LabelPolicy, "data.datasets[].policy.")
+    return rows
+
+
 def generate(srcdir: str | Path) -> list[Path]:
     """Write both reference pages under ``srcdir``; the paths written or up to date."""
     from mtbrain.cli import build_parser
-    from mtbrain.config import describe
     from mtbrain.data.readers import get_reader, list_layouts
-    from mtbrain.engine.config import TrainConfig
 
     src = Path(srcdir)
     layouts = [(name, get_reader(name).pattern) for name in list_layouts()]
     pages = {CLI_PAGE: render_cli(build_parser(), layouts) + "\n",
-             CONFIG_PAGE: render_config(describe(TrainConfig)) + "\n"}
+             CONFIG_PAGE: render_config(config_rows()) + "\n"}
     for name, text in pages.items():
         write_if_changed(src / name, text)
     return [src / name for name in pages]

@@ -54,8 +54,11 @@ def test_cli_page_has_every_command_and_option(ref) -> None:  # noqa: ANN001
 
 
 def test_every_config_key_documented(ref) -> None:  # noqa: ANN001
-    rows = describe(TrainConfig)
+    rows = ref.config_rows()
+    assert rows[: len(describe(TrainConfig))] != rows  # the policy options were added
     keys = [key for key, _, _, _ in rows]
+    assert set(keys) >= {key for key, _, _, _ in describe(TrainConfig)}
+    assert "data.datasets[].policy.no_tumor_boxes" in keys
     assert "data.datasets[].path" in keys and "train.lr" in keys and "loss.w_box" in keys
     undocumented = [key for key, _, _, doc in rows if not doc.strip()]
     assert not undocumented, f"config keys without an Attributes: entry: {undocumented}"
