@@ -53,6 +53,10 @@ def _type_name(tp: Any) -> str:
         return "null"
     if dataclasses.is_dataclass(tp):
         return "a mapping"
+    if origin in (list, tuple):
+        return "a list"
+    if origin is dict:
+        return "a mapping"
     if origin is not None:
         return getattr(origin, "__name__", str(origin))
     return {int: "an integer", float: "a number", str: "a string", bool: "true/false"}.get(
@@ -228,7 +232,13 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def describe(cls: type, prefix: str = "") -> list[tuple[str, str, Any, str]]:
-    """Every key of a config schema: ``(key, type, default, doc)``, for the docs."""
+    """Every key of a config schema: ``(key, type, default, doc)``, for the docs.
+
+    The meaning of a key is its entry in the ``Attributes:`` section of the dataclass's
+    docstring, so the schema that validates a config also documents it. Nested sections
+    are flattened (``train.lr``); the items of a list of sections are listed as
+    ``key[].field`` after the list itself.
+    """
     rows: list[tuple[str, str, Any, str]] = []
     hints = get_type_hints(cls)
     docs = _attribute_docs(cls)
@@ -245,6 +255,9 @@ def describe(cls: type, prefix: str = "") -> list[tuple[str, str, Any, str]]:
         else:
             default = None
         rows.append((key, _type_name(tp), default, docs.get(f.name, "")))
+        item = get_args(tp)[0] if get_origin(tp) is list and get_args(tp) else None
+        if dataclasses.is_dataclass(item):
+            rows.extend(describe(typing.cast(type, item), key + "[]."))
     return rows
 
 

@@ -87,3 +87,23 @@ def test_describe_lists_every_key_with_docs():
     assert set(rows) == {"name", "inner.rate", "inner.mode", "items", "maybe"}
     assert rows["inner.rate"][1] == 0.1 and rows["inner.rate"][2] == "A rate."
     assert rows["items"][1] == []
+
+
+@dataclass
+class WithList:
+    """Sections in a list.
+
+    Attributes:
+        sections: The inner sections.
+    """
+
+    sections: list[Inner] = field(default_factory=lambda: [Inner()])
+
+
+def test_describe_lists_the_fields_of_list_items():
+    rows = {key: (tp, default, doc) for key, tp, default, doc in describe(WithList)}
+    assert list(rows) == ["sections", "sections[].rate", "sections[].mode"]
+    assert rows["sections"] == ("a list", [{"rate": 0.1, "mode": "a"}], "The inner sections.")
+    assert rows["sections[].mode"] == ("one of 'a', 'b'", "a", "A mode.")
+    with pytest.raises(ConfigError, match=r"sections\[0\]\.rate: expected a number"):
+        from_dict(WithList, {"sections": [{"rate": "fast"}]})

@@ -7,7 +7,7 @@ Single process::
 
 Several processes (CPU: gloo; GPUs: nccl), each runs this same script::
 
-    torchrun --nproc_per_node 2 tools/train.py --config configs/mri_bbox_lite0.yaml --out runs/x
+    torchrun --nproc_per_node 2 tools/train.py --config configs/mri_bbox_effnet_lite0.yaml --out runs/x
 """
 
 from __future__ import annotations

@@ -68,8 +68,8 @@ def audit(
         include_groups: List every duplicate group (``"set:rel"`` names) in the result.
 
     Returns:
-        ``{"format", "version", "datasets": [...], "duplicates": {...}, "warnings": [...],
-        "timing": {...}}``.
+        A mapping with the keys ``format``, ``version``, ``datasets`` (a list),
+        ``duplicates``, ``warnings`` (a list) and ``timing``.
     """
     start = time.perf_counter()
     sets = [recordsets] if isinstance(recordsets, RecordSet) else list(recordsets)

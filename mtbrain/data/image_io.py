@@ -12,6 +12,7 @@ Mode policy:
     - ``P`` (palette): expanded through its palette (with transparency), then as above.
     - ``I;16*``/``I``/``F`` (16-bit, 32-bit, float): min-max scaled to 0..255.
     - ``1`` (bilevel): 0/255.
+
 EXIF orientation tags are ignored: box labels refer to the stored pixel grid.
 """
 

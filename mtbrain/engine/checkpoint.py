@@ -5,10 +5,10 @@ A training checkpoint is an ordinary mtbrain model checkpoint
 atomically; read with ``torch.load(..., weights_only=True)``), whose ``extra`` section
 holds:
 
-``trainer_state``      whatever ``--resume`` needs (optimizer, scheduler, scaler, EMA,
-                       epoch, early-stopping state, RNG states...), tensors and plain data
-                       only; ``None`` for a model-only file such as ``best.pt``.
-``train_config_json``  the training config, as a JSON string (or absent).
+- ``trainer_state``: whatever ``--resume`` needs (optimizer, scheduler, scaler, EMA,
+  epoch, early-stopping state, RNG states...), tensors and plain data only; ``None`` for
+  a model-only file such as ``best.pt``.
+- ``train_config_json``: the training config, as a JSON string (or absent).
 
 So ``best.pt`` and ``last.pt`` are both loadable with :meth:`mtbrain.Model.load` (for
 evaluation, prediction, export), and ``last.pt`` also resumes training.
@@ -70,9 +70,9 @@ def load_training_checkpoint(path: str | Path, model: nn.Module | None = None) -
     """Read a training checkpoint and (optionally) load its weights into ``model`` in place.
 
     Returns:
-        ``{"trainer_state": dict | None, "train_config": dict | None,
-        "model_config": dict, "meta": dict, "model": Model}`` where ``model`` is the given
-        model (weights loaded) or, when none was given, a new one built from the file.
+        A mapping with ``trainer_state`` (dict or ``None``), ``train_config`` (dict or
+        ``None``), ``model_config`` (dict), ``meta`` (dict) and ``model``: the given model
+        (weights loaded) or, when none was given, a new one built from the file.
 
     Raises:
         DataError: naming the file when it is missing, truncated, tampered with, foreign,

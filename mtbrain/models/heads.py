@@ -201,7 +201,10 @@ def _conv_bn_act(c_in: int, c_out: int) -> nn.Sequential:
 class DenseBoxHead(BoxHead):
     """Centre-based dense box head on fused multi-stride features (see module doc).
 
-    Options:
+    The keyword arguments are the head's options (``model.box_head_options`` in a config).
+
+    Args:
+        backbone: The backbone whose feature maps the head reads.
         channels: Width of the fused features (64).
         num_convs: Number of 3x3 conv-BN-SiLU layers on the fused stride-16 map (2).
         out_stride: 16 (default): predict on the stride-16 grid. 8: add the stride-8 map
@@ -295,7 +298,10 @@ class DenseBoxHead(BoxHead):
 class PooledBoxHead(BoxHead):
     """Pooled features -> sigmoid (cx, cy, w, h) normalised + one confidence logit.
 
-    Options:
+    The keyword arguments are the head's options (``model.box_head_options`` in a config).
+
+    Args:
+        backbone: The backbone whose pooled features the head reads.
         drop_rate: Dropout before the linear layer (0).
     """
 

@@ -4,14 +4,14 @@ One batch mixes samples of several kinds (box-annotated tumour images, no-tumour
 images from classification-only sets, unlabelled images). Three masks say what each
 sample can teach:
 
-``label_mask``  (B,) the sample has a class label → class loss (cross-entropy).
-``box_mask``    (B,) the sample has >= 1 tumour box → box regression (L1 + GIoU).
-``box_known``   (B,) the sample's boxes are annotated, even if there are none → box
-                confidence / centre heatmap. A no_tumor image of a box set is known (truly no
-                box: all-negative target); a glioma image from a classification-only set is
-                *not* known (it has a tumour, but nobody drew it) and is left out.
-                When the batch has no ``box_known``, it defaults to
-                ``box_mask | (labels is a no-box class)``.
+- ``label_mask`` (B,): the sample has a class label → class loss (cross-entropy).
+- ``box_mask`` (B,): the sample has >= 1 tumour box → box regression (L1 + GIoU).
+- ``box_known`` (B,): the sample's boxes are annotated, even if there are none → box
+  confidence / centre heatmap. A no_tumor image of a box set is known (truly no
+  box: all-negative target); a glioma image from a classification-only set is
+  *not* known (it has a tumour, but nobody drew it) and is left out.
+  When the batch has no ``box_known``, it defaults to
+  ``box_mask | (labels is a no-box class)``.
 
 Masked-out samples are *selected away* before any term is computed, so their gradient
 through that term is exactly zero (not merely small), and a term with no sample in the

@@ -6,7 +6,8 @@ fenced block whose info string is exactly ``bash`` is executed with ``bash -e`` 
 temporary working directory, with the interpreter's ``bin`` folder first on ``PATH`` (so
 ``mtbrain`` is the installed command). ``$MTBRAIN_REPO`` holds the repository root. Blocks
 with any other info string (``text``, ``console``, ``yaml``, ``{code-block} ...``) are shown,
-not run.
+not run. The pages run with one thread per process (``OMP_NUM_THREADS=1``; tiny models on
+busy cores only slow down with more).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TUTORIALS = sorted((REPO_ROOT / "docs" / "tutorials").glob("*.md"))
@@ -43,13 +45,18 @@ def test_code_blocks_parser() -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("page", TUTORIALS, ids=[p.stem for p in TUTORIALS])
-def test_tutorial_runs(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_tutorial_runs(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                       request: pytest.FixtureRequest) -> None:
     blocks = code_blocks(page.read_text(encoding="utf-8"))
     assert blocks, f"{page.name} has no executable code block"
     bin_dir = str(Path(sys.executable).parent)
     env = {**os.environ, "MTBRAIN_REPO": str(REPO_ROOT),
            "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
-           "PYTHONPATH": str(REPO_ROOT), "MPLBACKEND": "Agg"}
+           "PYTHONPATH": str(REPO_ROOT), "MPLBACKEND": "Agg",
+           "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    request.addfinalizer(lambda: torch.set_num_threads(threads))
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MTBRAIN_REPO", str(REPO_ROOT))
     monkeypatch.setenv("MPLBACKEND", "Agg")
