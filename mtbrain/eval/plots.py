@@ -1,5 +1,5 @@
-"""Plots people expect: training curves, ROC curves, reliability diagram. Written atomically
-as PNG.
+"""Plots people expect: training curves, ROC curves, reliability diagram, and image grids
+of the most confident mistakes and of explanation heat maps. Written atomically as PNG.
 
 Colours come from the Okabe-Ito palette (distinguishable with the common colour-vision
 deficiencies); curves also differ in line style so that they stay apart in grey print.
@@ -151,3 +151,97 @@ def plot_reliability(metrics: dict[str, Any], path: str | Path) -> Path:
     ax_n.margins(y=0.3)
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+# --------------------------------------------------------------------------- image grids
+
+
+def confident_mistakes(samples: Sequence[Any], predictions: Sequence[dict[str, Any]],
+                       *, n: int | None = None) -> list[tuple[Any, float]]:
+    """Wrong-class predictions of readable images, most confident first.
+
+    Args:
+        samples: The samples (:class:`~mtbrain.data.records.Sample`), matched to the
+            records by ``rel == image``.
+        predictions: Predictions records (CONTRACT.md format).
+        n: Keep the first ``n`` (default: all).
+
+    Returns:
+        ``(sample, probability of the predicted class)`` pairs; ties by name. Samples
+        without a true label and error records are left out.
+    """
+    by_image = {str(p.get("image")): p for p in predictions}
+    found = []
+    for s in samples:
+        p = by_image.get(s.rel)
+        if p is None or p.get("error") is not None or s.label is None:
+            continue
+        if p.get("label") != s.label:
+            probs = p.get("probs") if isinstance(p.get("probs"), dict) else {}
+            conf = probs.get(p.get("label"))
+            found.append((s, float(conf) if isinstance(conf, int | float) else float("nan")))
+    found.sort(key=lambda item: (-item[1] if item[1] == item[1] else 1.0, item[0].rel))
+    return found if n is None else found[:n]
+
+
+def _save_png(image: Any, path: str | Path) -> Path:
+    return atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
+
+
+def plot_confident_mistakes(samples: Sequence[Any], predictions: Sequence[dict[str, Any]],
+                            path: str | Path, *, n: int = 9, tile: int = 256) -> Path | None:
+    """A grid of the ``n`` most confident wrong-class predictions (:func:`confident_mistakes`)
+    with their true and predicted boxes (:func:`mtbrain.viz.draw.grid`), as a PNG.
+
+    Returns ``path``, or None (and nothing written) when no prediction has a wrong class.
+    """
+    from mtbrain.viz.draw import grid
+
+    mistakes = confident_mistakes(samples, predictions, n=n)
+    if not mistakes:
+        return None
+    total = len(confident_mistakes(samples, predictions))
+    title = (f"The {len(mistakes)} most confident wrong-class predictions (of {total}), "
+             "most confident first")
+    image = grid([s for s, _ in mistakes], predictions=predictions, n=len(mistakes),
+                 keep_order=True, tile=tile, title=title)
+    return _save_png(image, path)
+
+
+def plot_explanations(samples: Sequence[Any], predictions: Sequence[dict[str, Any]] | None,
+                      rows: Sequence[Any], summary: dict[str, Any], path: str | Path, *,
+                      n: int = 9, tile: int = 256) -> Path | None:
+    """A grid of explanation heat maps over their images with the true and predicted boxes.
+
+    Args:
+        samples: The samples explained (matched to ``rows`` by ``rel``).
+        predictions: Predictions records, to draw the predicted boxes (or None).
+        rows: :class:`~mtbrain.explain.agreement.ImageAgreement` rows; those with a kept
+            ``heatmap`` are drawn, the first ``n`` of them, in order.
+        summary: The :func:`~mtbrain.explain.agreement.summarize` dict (for the title).
+        path: Where the PNG goes.
+        n: Most tiles.
+        tile: Side of each tile in pixels.
+
+    Returns:
+        ``path``, or None (nothing written) when no row has a heat map.
+    """
+    from mtbrain.viz.draw import grid
+
+    shown = [r for r in rows if r.heatmap is not None][:n]
+    if not shown:
+        return None
+    by_rel = {s.rel: s for s in samples}
+    name = summary.get("method_name", summary.get("method", "explanation"))
+    title = (f"{name} of the {summary.get('target', 'true class')}, {len(shown)} of "
+             f"{summary.get('n_images')} images: pointing game "
+             f"{summary.get('pointing_game', 0):.2f}, energy in box "
+             f"{summary.get('energy_inside', 0):.2f} (chance: box area "
+             f"{summary.get('box_area_share', 0):.2f})")
+    notes = {r.rel: f"peak {'in' if r.hit else 'outside'} box; energy {r.energy:.2f} "
+                    f"(area {r.area_share:.2f})" for r in shown}
+    image = grid([by_rel[r.rel] for r in shown], predictions=predictions, n=len(shown),
+                 keep_order=True, tile=tile, title=title,
+                 heatmaps={r.rel: r.heatmap for r in shown},
+                 heatmap_legend=f"{name} heat map: low (dark) to high (bright)", notes=notes)
+    return _save_png(image, path)
