@@ -1,0 +1,76 @@
+"""Report pictures: the most confident mistakes and the explanation grid."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import mtbrain  # noqa: F401  (offline env before timm)
+from mtbrain.data import load_dataset
+from mtbrain.eval.evaluate import render_report
+from mtbrain.eval.plots import confident_mistakes, plot_confident_mistakes, plot_explanations
+from mtbrain.explain.agreement import ImageAgreement, summarize
+from mtbrain.viz.draw import GAP
+
+
+@pytest.fixture(scope="module")
+def syn(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from mtbrain.data.synthetic import generate
+
+    return generate(tmp_path_factory.mktemp("plots") / "s", n_per_class=2, size=64, seed=1)
+
+
+def _pred(rel: str, label: str, p: float, classes: list[str]) -> dict:
+    rest = (1 - p) / (len(classes) - 1)
+    return {"image": rel, "label": label, "probs": {c: p if c == label else rest for c in classes},
+            "box": None, "box_score": 0.5}
+
+
+def test_confident_mistakes_ranks_wrong_classes_by_confidence(syn: Path, tmp_path: Path) -> None:
+    records = load_dataset(syn)
+    classes = records.classes
+    s = list(records)
+    other = {c: classes[(i + 1) % len(classes)] for i, c in enumerate(classes)}
+    preds = [_pred(x.rel, x.label, 0.9, classes) for x in s]  # all right ...
+    preds[0] = _pred(s[0].rel, other[s[0].label], 0.6, classes)  # ... but three
+    preds[3] = _pred(s[3].rel, other[s[3].label], 0.95, classes)
+    preds[5] = _pred(s[5].rel, other[s[5].label], 0.7, classes)
+    preds[6] = {"image": s[6].rel, "error": "cannot decode"}  # errors are not shown
+    ranked = confident_mistakes(s, preds)
+    assert [(x.rel, p) for x, p in ranked] == [
+        (s[3].rel, pytest.approx(0.95)), (s[5].rel, pytest.approx(0.7)),
+        (s[0].rel, pytest.approx(0.6))]
+    assert [x.rel for x, _ in confident_mistakes(s, preds, n=1)] == [s[3].rel]
+    path = plot_confident_mistakes(s, preds, tmp_path / "m.png", n=2, tile=64)
+    with Image.open(path) as im:
+        assert im.format == "PNG" and im.width == 2 * 64 + 3 * GAP  # 2 tiles, one row
+    right = [_pred(x.rel, x.label, 0.9, classes) for x in s]
+    assert confident_mistakes(s, right) == []
+    assert plot_confident_mistakes(s, right, tmp_path / "none.png") is None
+    assert not (tmp_path / "none.png").exists()
+
+
+def test_report_mentions_the_mistakes_grid_or_its_absence() -> None:
+    metrics = {"n_images": 2, "classes": ["a", "b"], "per_class": {},
+               "confusion_matrix": [[1, 0], [0, 1]]}
+    pics = ["confusion_matrix.png"]
+    assert "No image has a wrong class" in render_report(metrics, title="t", pictures=pics)
+    text = render_report(metrics, title="t", pictures=[*pics, "confident_mistakes.png"])
+    assert "most confident wrong-class predictions" in text
+
+
+def test_explanation_grid_draws_the_kept_maps(syn: Path, tmp_path: Path) -> None:
+    records = load_dataset(syn)
+    boxed = [s for s in records if s.has_box][:3]
+    rows = [ImageAgreement(s.rel, s.label, s.label, k == 0, 0.3, 0.05, False,
+                           heatmap=np.full((s.height, s.width), 0.8, np.float32) if k < 2
+                           else None) for k, s in enumerate(boxed)]
+    summary = summarize(rows, method="shap", target="true class")
+    path = plot_explanations(list(records), None, rows, summary, tmp_path / "e.png", tile=64)
+    with Image.open(path) as im:
+        assert im.width == 2 * 64 + 3 * GAP  # the 2 rows with a map
+    nothing = [ImageAgreement(s.rel, s.label, s.label, False, 0.0, 0.1, True) for s in boxed]
+    assert plot_explanations(list(records), None, nothing, summary, tmp_path / "x.png") is None
