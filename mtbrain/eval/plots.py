@@ -208,6 +208,13 @@ def plot_confident_mistakes(samples: Sequence[Any], predictions: Sequence[dict[s
     return _save_png(image, path)
 
 
+def _share(value: float | None) -> str:
+    """A share for a caption: 2 decimals, 3 below 0.1 (tumour boxes are often < 1 %)."""
+    if value is None:
+        return "n/a"
+    return f"{value:.2f}" if value >= 0.1 else f"{value:.3f}"
+
+
 def plot_explanations(samples: Sequence[Any], predictions: Sequence[dict[str, Any]] | None,
                       rows: Sequence[Any], summary: dict[str, Any], path: str | Path, *,
                       n: int = 9, tile: int = 256) -> Path | None:
@@ -235,11 +242,11 @@ def plot_explanations(samples: Sequence[Any], predictions: Sequence[dict[str, An
     name = summary.get("method_name", summary.get("method", "explanation"))
     title = (f"{name} of the {summary.get('target', 'true class')}, {len(shown)} of "
              f"{summary.get('n_images')} images: pointing game "
-             f"{summary.get('pointing_game', 0):.2f}, energy in box "
-             f"{summary.get('energy_inside', 0):.2f} (chance: box area "
-             f"{summary.get('box_area_share', 0):.2f})")
-    notes = {r.rel: f"peak {'in' if r.hit else 'outside'} box; energy {r.energy:.2f} "
-                    f"(area {r.area_share:.2f})" for r in shown}
+             f"{_share(summary.get('pointing_game'))}, energy in box "
+             f"{_share(summary.get('energy_inside'))} (chance: box area "
+             f"{_share(summary.get('box_area_share'))})")
+    notes = {r.rel: f"peak {'in' if r.hit else 'outside'} box; energy {_share(r.energy)} "
+                    f"(area {_share(r.area_share)})" for r in shown}
     image = grid([by_rel[r.rel] for r in shown], predictions=predictions, n=len(shown),
                  keep_order=True, tile=tile, title=title,
                  heatmaps={r.rel: r.heatmap for r in shown},

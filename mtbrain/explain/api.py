@@ -107,7 +107,7 @@ class Explanation:
     name: str | None = None
 
     def picture(self, *, true_boxes: Any = None, true_label: str | None = None,
-                alpha: float = ALPHA) -> np.ndarray:
+                alpha: float = ALPHA, tile: int | None = None) -> np.ndarray:
         """The heat map over the image with the predicted box and the true boxes drawn.
 
         Args:
@@ -115,17 +115,20 @@ class Explanation:
             true_label: The true class: a wrong prediction's label is drawn in the
                 "wrong" colour.
             alpha: Weight of the heat map.
+            tile: Draw on a ``tile`` x ``tile`` square (the image scaled to fit, black
+                padding) instead of at the image's own size: for small images, whose
+                labels would not fit.
 
         Returns:
-            (H, W, 3) uint8 picture the size of the original image (colours and labels
-            of :func:`mtbrain.viz.draw.render_tile`).
+            (H, W, 3) uint8 picture the size of the original image, or (tile, tile, 3)
+            (colours and labels of :func:`mtbrain.viz.draw.draw_tile`).
         """
         from mtbrain.explain.gradcam import overlay
         from mtbrain.viz.draw import draw_tile
 
         rgb = overlay(self.image, self.heatmap, alpha=alpha)
         drawn = draw_tile(rgb, boxes=true_boxes, prediction=self.prediction.to_dict(),
-                          label=true_label, tile=None, halo=True)
+                          label=true_label, tile=tile, halo=True)
         return np.asarray(drawn, dtype=np.uint8).copy()
 
 
