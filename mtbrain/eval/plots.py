@@ -39,33 +39,91 @@ def save_figure(fig: Any, path: str | Path, *, dpi: int = 120) -> Path:
         plt.close(fig)
 
 
-def plot_training_curves(history: Sequence[dict[str, Any]], path: str | Path) -> Path:
-    """Loss (train/val) and validation metrics per epoch, from the trainer's history."""
-    plt = _pyplot()
+TRAIN_CURVES: tuple[tuple[str, str], ...] = (("train_loss", "train loss"),
+                                             ("val_loss", "validation loss"))
+"""Keys of the loss panel of :func:`plot_training_curves` and their legend names."""
+
+VAL_CURVES: tuple[tuple[str, str], ...] = (
+    ("val_accuracy", "accuracy"), ("val_macro_f1", "macro F1"),
+    ("val_mean_iou", "mean IoU"), ("val_iou50_rate", "IoU>=0.5 rate"))
+"""Keys of the validation panel of :func:`plot_training_curves` and their legend names."""
+
+MARKERS: tuple[str, ...] = ("o", "s", "^", "D", "v", "P")
+
+
+def _curve_panel(ax: Any, history: Sequence[dict[str, Any]],
+                 curves: Sequence[tuple[str, str]]) -> None:
+    """One line per key that has a value somewhere: Okabe-Ito colour, own style and marker."""
+    from matplotlib.ticker import MaxNLocator
+
     epochs = [row["epoch"] for row in history]
-    fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(10, 3.8))
-    for key, style in (("train_loss", "-o"), ("val_loss", "--s")):
+    for k, (key, name) in enumerate(curves):
         values = [row.get(key) for row in history]
-        if any(v is not None for v in values):
-            ax_loss.plot(epochs, values, style, label=key.replace("_", " "), markersize=4)
-    ax_loss.set_xlabel("epoch")
-    ax_loss.set_ylabel("loss")
+        values = [float(v) if v not in (None, "") else float("nan") for v in values]
+        if all(v != v for v in values):  # all NaN: not logged
+            continue
+        ax.plot(epochs, values, color=OKABE_ITO[k % len(OKABE_ITO)],
+                linestyle=LINE_STYLES[k % len(LINE_STYLES)], marker=MARKERS[k % len(MARKERS)],
+                markersize=5, linewidth=2, label=name)
+    ax.set_xlabel("epoch", fontsize=11)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=10,
+                  frameon=False)
+
+
+def plot_training_curves(history: Sequence[dict[str, Any]], path: str | Path) -> Path:
+    """Loss (train/val) and validation metrics per epoch, from the trainer's history (the
+    rows of ``log.csv``; :func:`read_training_log` reads that file back)."""
+    plt = _pyplot()
+    fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(10, 4.4))
+    _curve_panel(ax_loss, history, TRAIN_CURVES)
+    ax_loss.set_ylabel("loss", fontsize=11)
     ax_loss.set_title("Loss")
-    ax_loss.grid(alpha=0.3)
-    ax_loss.legend()
-    markers = {"val_accuracy": "o", "val_macro_f1": "s", "val_mean_iou": "^", "val_iou50_rate": "d"}
-    for key, marker in markers.items():
-        values = [row.get(key) for row in history]
-        if any(v is not None for v in values):
-            ax_metric.plot(epochs, values, marker=marker, label=key[4:].replace("_", " "),
-                           markersize=4)
-    ax_metric.set_xlabel("epoch")
+    _curve_panel(ax_metric, history, VAL_CURVES)
     ax_metric.set_ylim(0, 1.02)
     ax_metric.set_title("Validation")
-    ax_metric.grid(alpha=0.3)
-    ax_metric.legend(loc="lower right")
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def read_training_log(path: str | Path) -> list[dict[str, Any]]:
+    """The rows of a trainer's ``log.csv`` (numbers as floats, ``epoch`` as int).
+
+    Raises:
+        DataError: naming the file when it is missing, empty or has no ``epoch`` column.
+    """
+    import csv
+
+    from mtbrain.errors import DataError
+
+    file = Path(path)
+    try:
+        with open(file, newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+    except FileNotFoundError:
+        raise DataError("training log not found", path=file) from None
+    if not rows or "epoch" not in rows[0]:
+        raise DataError("not a training log: no rows with an 'epoch' column", path=file)
+
+    def number(text: str | None) -> Any:
+        if text in (None, ""):
+            return None
+        try:
+            return float(text)
+        except ValueError:
+            return text
+
+    out = []
+    for line, row in enumerate(rows, start=2):
+        try:
+            epoch = int(float(row["epoch"]))
+        except (TypeError, ValueError):
+            raise DataError(f"epoch {row['epoch']!r} is not a number", path=file,
+                            line=line) from None
+        out.append({**{k: number(v) for k, v in row.items()}, "epoch": epoch})
+    return out
 
 
 def _no_data(ax: Any, text: str) -> None:

@@ -74,3 +74,27 @@ def test_explanation_grid_draws_the_kept_maps(syn: Path, tmp_path: Path) -> None
         assert im.width == 2 * 64 + 3 * GAP  # the 2 rows with a map
     nothing = [ImageAgreement(s.rel, s.label, s.label, False, 0.0, 0.1, True) for s in boxed]
     assert plot_explanations(list(records), None, nothing, summary, tmp_path / "x.png") is None
+
+
+def test_training_curves_from_the_csv_log(tmp_path: Path) -> None:
+    from mtbrain.errors import DataError
+    from mtbrain.eval.plots import plot_training_curves, read_training_log
+
+    log = tmp_path / "log.csv"
+    log.write_text("epoch,lr,train_loss,val_loss,val_accuracy,val_mean_iou,improved\n"
+                   "1,0.001,2.5,2.7,0.4,,True\n2,0.0005,1.5,1.9,0.6,0.3,False\n")
+    rows = read_training_log(log)
+    assert rows[0] == {"epoch": 1, "lr": 0.001, "train_loss": 2.5, "val_loss": 2.7,
+                       "val_accuracy": 0.4, "val_mean_iou": None, "improved": "True"}
+    assert rows[1]["epoch"] == 2 and rows[1]["val_mean_iou"] == 0.3
+    path = plot_training_curves(rows, tmp_path / "curves.png")
+    with Image.open(path) as im:
+        assert im.format == "PNG" and im.width > im.height > 200
+    with pytest.raises(DataError, match="not found"):
+        read_training_log(tmp_path / "none.csv")
+    (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(DataError, match="epoch"):
+        read_training_log(tmp_path / "bad.csv")
+    (tmp_path / "bad2.csv").write_text("epoch,x\n1,2\nthree,4\n")
+    with pytest.raises(DataError, match=r"bad2.csv:3: epoch 'three'"):
+        read_training_log(tmp_path / "bad2.csv")
