@@ -148,7 +148,7 @@ def plot_roc(metrics: dict[str, Any], path: str | Path) -> Path:
     ax.plot([0, 1], [0, 1], color="#888888", linestyle=":", linewidth=1, label="chance")
     for k, (name, curve) in enumerate(curves.items()):
         ax.plot(curve["fpr"], curve["tpr"], color=OKABE_ITO[k % len(OKABE_ITO)],
-                linestyle=LINE_STYLES[(k // len(OKABE_ITO)) % len(LINE_STYLES)],
+                linestyle=LINE_STYLES[k % len(LINE_STYLES)],
                 linewidth=2, label=f"{name} (AUC {curve['auc']:.3f})")
     if not curves:
         _no_data(ax, "no probabilities: no ROC curves")
@@ -200,7 +200,6 @@ def plot_reliability(metrics: dict[str, Any], path: str | Path) -> Path:
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.02)
     ax.grid(alpha=0.3)
-    ax.legend(loc="upper left", fontsize=9)
     bars = ax_n.bar(lefts, [b["count"] for b in full], width=widths, align="edge",
                     color=OKABE_ITO[2], edgecolor="white")
     ax_n.bar_label(bars, fontsize=8)
@@ -208,6 +207,9 @@ def plot_reliability(metrics: dict[str, Any], path: str | Path) -> Path:
     ax_n.set_xlabel("confidence (largest probability)", fontsize=11)
     ax_n.margins(y=0.3)
     fig.tight_layout()
+    # the legend goes under the figure: bars can stand anywhere in the diagram
+    fig.legend(*ax.get_legend_handles_labels(), loc="upper center", fontsize=9, ncol=2,
+               bbox_to_anchor=(0.5, 0.0), frameon=False)
     return save_figure(fig, path)
 
 
