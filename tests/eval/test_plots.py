@@ -98,3 +98,19 @@ def test_training_curves_from_the_csv_log(tmp_path: Path) -> None:
     (tmp_path / "bad2.csv").write_text("epoch,x\n1,2\nthree,4\n")
     with pytest.raises(DataError, match=r"bad2.csv:3: epoch 'three'"):
         read_training_log(tmp_path / "bad2.csv")
+
+
+def test_roc_and_reliability_pictures_with_and_without_probabilities(tmp_path: Path) -> None:
+    from mtbrain.eval.plots import plot_reliability, plot_roc
+
+    metrics = {"roc_curves": {c: {"fpr": [0, 0.2, 1], "tpr": [0, 0.8, 1], "auc": 0.8}
+                              for c in ("a", "b", "c")}, "macro_auc": 0.8, "ece": 0.1,
+               "reliability": [{"lower": 0.5, "upper": 0.75, "count": 3, "confidence": 0.6,
+                                "accuracy": 0.67},
+                               {"lower": 0.75, "upper": 1.0, "count": 5, "confidence": 0.9,
+                                "accuracy": 0.8}]}
+    for plot, name in ((plot_roc, "roc.png"), (plot_reliability, "rel.png")):
+        for m, suffix in ((metrics, ""), ({}, "-empty")):
+            path = plot(m, tmp_path / f"{suffix}{name}")
+            with Image.open(path) as im:
+                assert im.format == "PNG" and min(im.size) > 300
