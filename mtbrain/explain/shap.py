@@ -108,7 +108,7 @@ def gradient_shap(
     baselines: Tensor | None = None,
     smooth: float | None = None,
     seed: int = 0,
-    max_batch: int = 64,
+    max_batch: int = 32,
 ) -> Tensor:
     """Gradient SHAP maps of the class head, one per image, at the images' resolution.
 
