@@ -413,6 +413,8 @@ def _explain_blocks(explain: dict[str, Any]) -> list[Block]:
             "map peaks inside a true box. Energy inside: mean share of the map's sum inside "
             "the true boxes. Box area share: mean share of the image inside the true boxes, "
             "the chance level of both (a flat map, or a peak at a random pixel).")
+    if explain.get("options"):
+        note += " Options: " + ", ".join(f"{k}={v}" for k, v in explain["options"].items()) + "."
     if explain.get("n_empty_maps"):
         note += (f" {explain['n_empty_maps']} map(s) had no positive evidence and count as "
                  "misses with energy 0.")

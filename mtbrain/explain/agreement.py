@@ -129,10 +129,10 @@ def explain_records(model: Any, samples: Sequence[Sample], *, method: str = "gra
         ImportError: for ``"shap"`` without captum (the extra ``explain``).
     """
     from mtbrain.data.transforms import decode_letterboxed
-    from mtbrain.explain.api import _check_method
+    from mtbrain.explain.api import method_options
     from mtbrain.viz.draw import candidate_order
 
-    _check_method(method)
+    used = method_options(method, options)  # checks the method and its options first
     if target not in TARGETS:
         raise ValueError(f"target must be one of {', '.join(TARGETS)}, got {target!r}")
     if max_images < 1 or batch_size < 1:
@@ -181,7 +181,7 @@ def explain_records(model: Any, samples: Sequence[Sample], *, method: str = "gra
             bar.update(len(chosen[start : start + batch_size]))
     if bar is not None:
         bar.close()
-    summary = summarize(rows, method=method, target=f"{target} class", options=options,
+    summary = summarize(rows, method=method, target=f"{target} class", options=used,
                         n_candidates=len(pool), n_unreadable=unreadable)
     summary["max_images"] = max_images
     return summary, rows

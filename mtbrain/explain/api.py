@@ -26,7 +26,15 @@ from mtbrain.data.boxes import Letterbox
 from mtbrain.explain.gradcam import ALPHA, grad_cam, unit_peak
 from mtbrain.explain.shap import gradient_shap
 
-__all__ = ["METHODS", "METHOD_NAMES", "Explanation", "explain", "heatmaps", "to_original"]
+__all__ = [
+    "METHODS",
+    "METHOD_NAMES",
+    "Explanation",
+    "explain",
+    "heatmaps",
+    "method_options",
+    "to_original",
+]
 
 METHODS: tuple[str, ...] = ("gradcam", "shap")
 """Names of the explanation methods (``method=`` of :func:`heatmaps` and :func:`explain`)."""
@@ -39,6 +47,26 @@ def _check_method(method: str) -> None:
     if method not in METHODS:
         raise ValueError(f"unknown explanation method {method!r}; choose one of "
                          f"{', '.join(METHODS)}")
+
+
+def method_options(method: str, options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The options a method runs with: its keyword defaults updated with ``options``
+    (``target`` aside), so a report can say exactly what was computed.
+
+    Raises:
+        ValueError: for an unknown method or an option the method does not take.
+    """
+    import inspect
+
+    _check_method(method)
+    func = grad_cam if method == "gradcam" else gradient_shap
+    defaults = {name: p.default for name, p in inspect.signature(func).parameters.items()
+                if p.kind is inspect.Parameter.KEYWORD_ONLY and name != "target"}
+    unknown = sorted(set(options or {}) - set(defaults))
+    if unknown:
+        raise ValueError(f"{METHOD_NAMES[method]} has no option {', '.join(unknown)}; its "
+                         f"options are {', '.join(defaults)}")
+    return {**defaults, **(options or {})}
 
 
 def heatmaps(model: Any, images: Tensor, *, method: str = "gradcam",

@@ -238,6 +238,9 @@ def test_evaluate_cli_explain_scores_heat_maps_against_boxes(
     assert set(metrics) >= CONTRACT_KEYS | NEW_KEYS  # the contract keys stay
     ex = metrics["explain"]
     assert ex["method"] == method and ex["target"] == "true class"
+    assert ex["options"] == ({"level": -1} if method == "gradcam" else {  # the defaults used
+        "n_samples": 16, "stdevs": 0.1, "baselines": None, "smooth": None, "seed": 0,
+        "max_batch": 32})
     assert ex["n_candidates"] == 4 and ex["n_images"] == 3  # the 4 images with a tumour box
     assert ex["per_class"] and set(ex["per_class"]) <= {"glioma", "meningioma", "pituitary"}
     assert sum(e["n_images"] for e in ex["per_class"].values()) == 3

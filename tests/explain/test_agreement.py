@@ -60,7 +60,7 @@ def test_explain_records_on_a_data_set(syn: Path) -> None:
                                     keep_maps=2, level=-2)
     boxed = [s for s in records if s.has_box]
     assert summary["n_candidates"] == len(boxed) == 9 and summary["n_images"] == len(rows) == 5
-    assert summary["target"] == "true class" and summary["options"] == {"level": -2}
+    assert summary["target"] == "true class" and summary["options"] == {"level": -2}  # all
     assert set(summary["per_class"]) == {"glioma", "meningioma", "pituitary"}  # turns
     for entry in [summary, *summary["per_class"].values()]:
         for key in ("pointing_game", "energy_inside", "box_area_share"):
@@ -77,6 +77,8 @@ def test_explain_records_on_a_data_set(syn: Path) -> None:
     assert predicted["target"] == "predicted class" and predicted["n_images"] == 2
     with pytest.raises(ValueError, match="target"):
         explain_records(model, records, target="best")
+    with pytest.raises(ValueError, match="no option n_samples"):
+        explain_records(model, records, method="gradcam", n_samples=4)
     with pytest.raises(ValueError, match="max_images"):
         explain_records(model, records, max_images=0)
 
