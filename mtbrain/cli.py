@@ -332,7 +332,8 @@ def add_evaluate_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
         help="score a checkpoint on a data set: metrics.json and a report",
         description="Predict every image of DATA with the checkpoint and score it with the "
         "one evaluator (classification, box IoU, COCO mAP). Writes metrics.json, "
-        "predictions.json, report.md and confusion_matrix.png into OUT.",
+        "predictions.json, report.md, report.html and the pictures (confusion matrix, ROC, "
+        "reliability, most confident mistakes; explanations with --explain) into OUT.",
     )
     parser.add_argument("--checkpoint", required=True, metavar="CKPT", help="model file (.pt)")
     parser.add_argument("--data", required=True, metavar="DATA",
@@ -344,6 +345,12 @@ def add_evaluate_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
                         help="data-loading processes (default 2)")
     parser.add_argument("--tta-flip", action="store_true",
                         help="average with the prediction of the mirrored image")
+    parser.add_argument("--explain", choices=("gradcam", "shap"), default=None,
+                        help="also explain the class head (Grad-CAM, or Gradient SHAP: needs "
+                        "the extra 'explain') on images with a tumour box and report how "
+                        "well the heat maps hit the boxes (pointing game, energy inside)")
+    parser.add_argument("--explain-max", type=int, default=100, metavar="N",
+                        help="most images explained (default 100)")
     _add_data_options(parser, on_error_default="skip")
     return parser
 
@@ -353,15 +360,30 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     from mtbrain.eval.evaluate import evaluate
 
+    if args.explain_max < 1:
+        raise ConfigError(f"--explain-max must be at least 1, got {args.explain_max}")
+    if args.explain == "shap":
+        from mtbrain.explain.shap import require_captum
+
+        try:
+            require_captum()
+        except ImportError as exc:
+            raise ConfigError(str(exc)) from None
     model = _load_model(args.checkpoint)
     records = _load(args.data, args)
     out = Path(args.out) if args.out else Path(args.checkpoint).parent / "eval"
     metrics = evaluate(model, records, out, batch_size=args.batch_size,
-                       num_workers=args.workers, progress=_progress(), tta_flip=args.tta_flip)
+                       num_workers=args.workers, progress=_progress(), tta_flip=args.tta_flip,
+                       explain=args.explain, explain_max=args.explain_max)
     print(f"{metrics['n_images']} images: accuracy {_num(metrics['accuracy'])}, macro-F1 "
           f"{_num(metrics['macro_f1'])}, mean IoU {_num(metrics['mean_iou'])}, IoU>=0.5 "
           f"{_num(metrics['iou50_rate'])}, mAP50 {_num(metrics['map50'])}, mAP50-95 "
           f"{_num(metrics['map50_95'])}")
+    ex = metrics.get("explain")
+    if ex:
+        print(f"{ex['method_name']} on {ex['n_images']} images with a tumour box: pointing game "
+              f"{_num(ex['pointing_game'])}, energy inside the box {_num(ex['energy_inside'])} "
+              f"(chance: box area share {_num(ex['box_area_share'])})")
     print(f"wrote {out / 'metrics.json'}, {out / 'report.md'} and {out / 'report.html'}")
     return EXIT_OK
 

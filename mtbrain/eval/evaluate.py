@@ -37,7 +37,12 @@ Rules for imperfect records:
 
 :func:`evaluate` runs a model over a data set and writes ``metrics.json``,
 ``predictions.json``, ``report.md``, ``report.html`` and the pictures
-(``confusion_matrix.png``, ``roc.png``, ``reliability.png``) into a folder.
+(``confusion_matrix.png``, ``roc.png``, ``reliability.png``, and
+``confident_mistakes.png`` when some class is wrong) into a folder. With ``explain`` it
+also explains the class head on the images with a tumour box and scores the heat maps
+against the boxes (:mod:`mtbrain.explain.agreement`: pointing game, energy inside the
+box, and the box's share of the image as the chance level, per true class), under the
+``explain`` key of ``metrics.json``, in a report table and in ``explanations.png``.
 """
 
 from __future__ import annotations
@@ -65,7 +70,13 @@ NO_TUMOR: str = "no_tumor"
 """The class whose whole-brain ``other_boxes`` the all-boxes mAP variant counts."""
 
 PICTURES: tuple[str, ...] = ("confusion_matrix.png", "roc.png", "reliability.png")
-"""The pictures :func:`evaluate` writes and both reports embed."""
+"""The pictures :func:`evaluate` always writes and both reports embed."""
+
+MISTAKES_PICTURE = "confident_mistakes.png"
+"""The grid of the most confident wrong-class predictions (written when there are some)."""
+
+EXPLAIN_PICTURE = "explanations.png"
+"""The grid of explanation heat maps (written with ``explain``)."""
 
 
 @torch.inference_mode()
@@ -381,6 +392,46 @@ def _confusion_rows(metrics: dict[str, Any]) -> list[list[str]]:
             for c, row in zip(metrics["classes"], metrics["confusion_matrix"], strict=False)]
 
 
+EXPLAIN_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("n_images", "images"), ("pointing_game", "pointing game"),
+    ("energy_inside", "energy inside box"), ("box_area_share", "box area share (chance)"),
+)
+"""Columns of the explanation table: key of a ``metrics["explain"]`` entry and header."""
+
+
+def _explain_blocks(explain: dict[str, Any]) -> list[Block]:
+    """The section on explanations vs tumour boxes (``metrics["explain"]``)."""
+    name = explain.get("method_name", explain.get("method"))
+    rows = [[c, *(_fmt(m.get(k)) for k, _ in EXPLAIN_COLUMNS)]
+            for c, m in explain.get("per_class", {}).items()]
+    rows.append(["all", *(_fmt(explain.get(k)) for k, _ in EXPLAIN_COLUMNS)])
+    skipped = explain.get("n_candidates", 0) - explain.get("n_images", 0)
+    note = (f"{name} of the {explain.get('target', 'true class')}, in the original image's "
+            f"pixels, on {explain.get('n_images', 0)} images with a ground-truth tumour box "
+            f"(classes taking turns; {max(0, skipped)} more not explained, at most "
+            f"{explain.get('max_images', 'all')}). Pointing game: share of images whose heat "
+            "map peaks inside a true box. Energy inside: mean share of the map's sum inside "
+            "the true boxes. Box area share: mean share of the image inside the true boxes, "
+            "the chance level of both (a flat map, or a peak at a random pixel).")
+    if explain.get("options"):
+        note += " Options: " + ", ".join(f"{k}={v}" for k, v in explain["options"].items()) + "."
+    if explain.get("n_empty_maps"):
+        note += (f" {explain['n_empty_maps']} map(s) had no positive evidence and count as "
+                 "misses with energy 0.")
+    return [("h2", f"Explanations vs tumour boxes ({name})"), ("p", note),
+            ("table", (["class", *(h for _, h in EXPLAIN_COLUMNS)], rows))]
+
+
+def _mistakes_note(metrics: dict[str, Any], pictures: Sequence[str]) -> str | None:
+    if MISTAKES_PICTURE in pictures:
+        return (f"{MISTAKES_PICTURE}: the most confident wrong-class predictions, most "
+                "confident first (true box green, predicted box orange).")
+    cm = np.asarray(metrics.get("confusion_matrix") or [[0]], dtype=np.int64)
+    if pictures and cm.size and int(cm.sum() - np.trace(cm)) == 0:
+        return "No image has a wrong class: no grid of confident mistakes."
+    return None
+
+
 def report_blocks(metrics: dict[str, Any], *, title: str,
                   pictures: Sequence[str] = ()) -> list[Block]:
     """The report's content, independent of the output format (the one source of both)."""
@@ -393,8 +444,12 @@ def report_blocks(metrics: dict[str, Any], *, title: str,
                ("table", (["class", *(h for _, h in PER_CLASS)], _per_class_rows(metrics))),
                ("h2", "Confusion matrix (rows: true, columns: predicted)"),
                ("table", (["", *metrics["classes"]], _confusion_rows(metrics)))]
+    if metrics.get("explain"):
+        blocks += _explain_blocks(metrics["explain"])
     if pictures:
         blocks += [("h2", "Pictures"), *(("img", pic) for pic in pictures)]
+        note = _mistakes_note(metrics, pictures)
+        blocks += [("p", note)] if note else []
     return blocks
 
 
@@ -482,17 +537,36 @@ def plot_confusion(metrics: dict[str, Any], path: str | Path) -> Path:
 
 
 def evaluate(model: Any, records: RecordSet, out_dir: str | Path, *, batch_size: int = 32,
-             num_workers: int = 0, progress: bool = False,
-             tta_flip: bool = False) -> dict[str, Any]:
+             num_workers: int = 0, progress: bool = False, tta_flip: bool = False,
+             explain: str | None = None, explain_max: int = 100,
+             explain_options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Predict ``records`` with ``model``, score, and write the results into ``out_dir``.
 
     Writes ``predictions.json``, ``metrics.json``, the pictures of :data:`PICTURES`
-    (confusion matrix, ROC curves, reliability diagram), ``report.md`` and ``report.html``
-    (each atomically). ``tta_flip`` averages each prediction with that of the mirrored
-    image. Returns the metrics.
-    """
-    from mtbrain.eval.plots import plot_reliability, plot_roc
+    (confusion matrix, ROC curves, reliability diagram), :data:`MISTAKES_PICTURE` when
+    some class is wrong, ``report.md`` and ``report.html`` (each atomically). ``tta_flip``
+    averages each prediction with that of the mirrored image.
 
+    With ``explain`` (``"gradcam"`` or ``"shap"``), up to ``explain_max`` images with a
+    tumour box are explained (their true class; ``explain_options`` go to the method, see
+    :func:`mtbrain.explain.heatmaps`) and scored against their boxes
+    (:func:`mtbrain.explain.agreement.explain_records`): ``metrics["explain"]``, a report
+    table and :data:`EXPLAIN_PICTURE`. Returns the metrics.
+
+    Raises:
+        ImportError: for ``explain="shap"`` without captum (checked before predicting).
+    """
+    from mtbrain.eval.plots import (
+        plot_confident_mistakes,
+        plot_explanations,
+        plot_reliability,
+        plot_roc,
+    )
+
+    if explain == "shap":
+        from mtbrain.explain.shap import require_captum
+
+        require_captum()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     predictions = predict_records(model, records, batch_size=batch_size,
@@ -504,8 +578,23 @@ def evaluate(model: Any, records: RecordSet, out_dir: str | Path, *, batch_size:
     plot_confusion(metrics, out / "confusion_matrix.png")
     plot_roc(metrics, out / "roc.png")
     plot_reliability(metrics, out / "reliability.png")
+    pictures = list(PICTURES)
+    for extra in (MISTAKES_PICTURE, EXPLAIN_PICTURE):  # none left over from an earlier run
+        (out / extra).unlink(missing_ok=True)
+    if plot_confident_mistakes(list(records), predictions, out / MISTAKES_PICTURE):
+        pictures.append(MISTAKES_PICTURE)
+    if explain is not None:
+        from mtbrain.explain.agreement import explain_records
+
+        summary, rows = explain_records(model, records, method=explain, max_images=explain_max,
+                                        keep_maps=9, progress=progress,
+                                        **dict(explain_options or {}))
+        metrics["explain"] = summary
+        if plot_explanations(list(records), predictions, rows, summary,
+                             out / EXPLAIN_PICTURE):
+            pictures.append(EXPLAIN_PICTURE)
     title = f"Evaluation on {records.root}"
-    write_text(out / "report.md", render_report(metrics, title=title, pictures=PICTURES))
-    write_text(out / "report.html", render_html(metrics, title=title, pictures=PICTURES))
+    write_text(out / "report.md", render_report(metrics, title=title, pictures=pictures))
+    write_text(out / "report.html", render_html(metrics, title=title, pictures=pictures))
     write_json(out / "metrics.json", metrics)
     return metrics

@@ -29,13 +29,23 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["ALPHA", "COLORMAP", "energy_inside", "grad_cam", "overlay", "pointing_game"]
+__all__ = [
+    "ALPHA",
+    "COLORMAP",
+    "energy_inside",
+    "grad_cam",
+    "overlay",
+    "pointing_game",
+    "unit_peak",
+]
 
 COLORMAP = "inferno"  # perceptually uniform, readable in grey and with colour-vision deficiencies
 ALPHA = 0.45  # weight of the heat map in :func:`overlay`
 
 
-def _targets(target: int | Sequence[int] | Tensor | None, logits: Tensor) -> Tensor:
+def class_targets(target: int | Sequence[int] | Tensor | None, logits: Tensor) -> Tensor:
+    """The explained class index of each image: ``target`` broadcast and checked, or each
+    image's predicted class (argmax of ``logits``) for ``None``. Raises ValueError."""
     b, c = logits.shape
     if target is None:
         idx = logits.argmax(dim=1)
@@ -87,7 +97,7 @@ def grad_cam(
         feats = model.backbone(x)
         fmap = feats.maps[level]
         logits = model.cls_head(feats.pooled)
-        idx = _targets(target, logits)
+        idx = class_targets(target, logits)
         score = logits.gather(1, idx[:, None]).sum()  # samples are independent in eval mode
         (grads,) = torch.autograd.grad(score, fmap, allow_unused=True)
     if grads is None:
@@ -99,10 +109,19 @@ def grad_cam(
     weights = grads.mean(dim=(2, 3), keepdim=True)  # (B, C, 1, 1)
     cam = F.relu((weights * fmap).sum(dim=1, keepdim=True))
     cam = F.interpolate(cam, size=out_hw, mode="bilinear", align_corners=False)[:, 0]
-    cam = cam.clamp_min(0)
-    peak = cam.amax(dim=(1, 2), keepdim=True)
-    cam = torch.where(peak > 0, cam / peak.clamp_min(torch.finfo(cam.dtype).tiny), 0.0)
-    return cam.clamp(0, 1).to(images.device)
+    return unit_peak(cam).to(images.device)
+
+
+def unit_peak(maps: Tensor) -> Tensor:
+    """(B, H, W) maps with negatives clipped, each divided by its maximum: values in [0, 1].
+
+    A map with no positive value stays all zero. The heat-map convention of every
+    explanation method in :mod:`mtbrain.explain`.
+    """
+    maps = maps.float().clamp_min(0)
+    peak = maps.amax(dim=(-2, -1), keepdim=True)
+    maps = torch.where(peak > 0, maps / peak.clamp_min(torch.finfo(maps.dtype).tiny), 0.0)
+    return maps.clamp(0, 1)
 
 
 def _as_numpy(a: Any, dtype: Any = np.float64) -> np.ndarray:

@@ -218,8 +218,15 @@ class _Canvas:
             return None
         return (x0, y0, x1, y1)
 
-    def rectangle(self, rect: Rect, color: Color, *, width: int, dashed: bool = False) -> None:
+    def rectangle(self, rect: Rect, color: Color, *, width: int, dashed: bool = False,
+                  halo: bool = False) -> None:
+        """Outline ``rect`` (growing inwards); ``halo`` adds a 1 px black line on both
+        sides of a solid outline, so it stays visible on a bright or colourful picture."""
         if not dashed:
+            if halo:
+                x0, y0, x1, y1 = rect
+                self.draw.rectangle((x0 - 1, y0 - 1, x1 + 1, y1 + 1), outline=(0, 0, 0),
+                                    width=width + 2)
             self.draw.rectangle(rect, outline=_rgb(color), width=width)
             return
         x0, y0, x1, y1 = rect
@@ -502,13 +509,20 @@ def _unreadable_tile(tile: int, reason: str, font_size: int) -> Image.Image:
 
 
 def render_tile(sample: Sample, prediction: Mapping[str, Any] | None = None, *,
-                tile: int = 256) -> Image.Image:
+                tile: int = 256, heatmap: np.ndarray | None = None) -> Image.Image:
     """One sample as a ``tile`` x ``tile`` RGB picture with its boxes (no caption).
 
-    The image is decoded with :func:`~mtbrain.data.image_io.read_gray` (any mode and size),
-    scaled to fit (aspect kept, black padding) and the boxes are mapped with the same
-    :class:`~mtbrain.data.boxes.Letterbox`, so they stay on the pixels they name. An image
-    that cannot be decoded gives a grey tile saying ``unreadable: <reason>``.
+    The image is decoded with :func:`~mtbrain.data.image_io.read_gray` (any mode and size)
+    and drawn by :func:`draw_tile` with the sample's boxes (given in its header size,
+    ``sample.width`` x ``sample.height``). An image that cannot be decoded gives a grey
+    tile saying ``unreadable: <reason>``.
+
+    Args:
+        sample: The sample (image path, label, boxes).
+        prediction: Its predictions record (CONTRACT.md), or None.
+        tile: Side of the tile in pixels.
+        heatmap: An explanation map in [0, 1] over the image (any shape; resized to the
+            decoded image), shown with :func:`~mtbrain.explain.overlay`.
     """
     from mtbrain.data.image_io import read_gray
     from mtbrain.errors import DataError
@@ -520,32 +534,76 @@ def render_tile(sample: Sample, prediction: Mapping[str, Any] | None = None, *,
         return _unreadable_tile(tile, exc.problem.problem, font_size)
     except (OSError, ValueError, MemoryError) as exc:
         return _unreadable_tile(tile, f"{type(exc).__name__}: {exc}", font_size)
-    h, w = gray.shape
-    geo = Letterbox.fit(w, h, tile)
-    small = Image.fromarray(gray, "L").resize((geo.new_w, geo.new_h), Image.Resampling.BILINEAR)
-    im = Image.new("RGB", (tile, tile), (0, 0, 0))
-    im.paste(small.convert("RGB"), (geo.pad_x, geo.pad_y))
-    # boxes are in the sample's (header) size; map them onto the decoded image's geometry
-    sx, sy = w / max(1, sample.width), h / max(1, sample.height)
+    image: np.ndarray = gray
+    if heatmap is not None:
+        from mtbrain.explain.gradcam import overlay
+
+        heat = np.asarray(heatmap, dtype=np.float32)
+        if heat.shape != gray.shape:
+            heat = np.asarray(Image.fromarray(heat, "F").resize(
+                (gray.shape[1], gray.shape[0]), Image.Resampling.BILINEAR))
+        image = overlay(gray, heat)
+    return draw_tile(image, boxes=sample.boxes, other_boxes=sample.other_boxes,
+                     prediction=prediction, label=sample.label, tile=tile,
+                     boxes_size=(sample.width, sample.height), halo=heatmap is not None)
+
+
+def draw_tile(image: np.ndarray, *, boxes: Any = None, other_boxes: Any = None,
+              prediction: Mapping[str, Any] | None = None, label: str | None = None,
+              tile: int | None = 256, boxes_size: tuple[int, int] | None = None,
+              halo: bool = False) -> Image.Image:
+    """An image with its true, other and predicted boxes and the prediction's label.
+
+    True tumour boxes (:data:`GT_COLOR`) are drawn just outside their pixels and the
+    predicted box (:data:`PRED_COLOR`) just inside its own, so a box predicted exactly
+    shows as a green line around an orange one; other annotated boxes are dashed
+    (:data:`OTHER_COLOR`). The prediction's label (``pred: <label> <prob> | box
+    <score>``) sits by its box (in a corner without one), on :data:`WRONG_COLOR` when the
+    label differs from ``label`` or the record is an error.
+
+    Args:
+        image: (H, W) grey or (H, W, 3) RGB uint8 array.
+        boxes: (N, 4) true tumour boxes, xyxy.
+        other_boxes: (N, 4) annotated boxes that are not tumour boxes.
+        prediction: A predictions record (``label``, ``probs``, ``box``, ``box_score``
+            or ``error``), or None.
+        label: The true class, or None when unknown.
+        tile: Scale the image to fit a ``tile`` x ``tile`` square (aspect kept, black
+            padding); None: draw on the image at its own size.
+        boxes_size: ``(width, height)`` of the image the boxes' coordinates refer to
+            (default: the image's own size).
+        halo: Edge the true and predicted boxes with thin black lines (for boxes drawn
+            over a heat map, whose bright colours are close to the box colours).
+    """
+    pil = _canvas_from_array(image)
+    w, h = pil.size
+    if tile is None:
+        im, geo = pil, Letterbox(w, h, max(w, h), 1.0, 1.0, w, h, 0, 0)
+        line, font_size = default_line_width(h, w), default_font_size(h, w)
+    else:
+        geo = Letterbox.fit(w, h, tile)
+        im = Image.new("RGB", (tile, tile), (0, 0, 0))
+        im.paste(pil.resize((geo.new_w, geo.new_h), Image.Resampling.BILINEAR),
+                 (geo.pad_x, geo.pad_y))
+        line, font_size = default_line_width(tile, tile), default_font_size(tile, tile)
+    bw, bh = boxes_size if boxes_size is not None else (w, h)
+    sx, sy = w / max(1, bw), h / max(1, bh)
     scale = np.array([sx, sy, sx, sy])
 
-    def mapped(boxes: Any) -> np.ndarray:
-        b = _as_boxes(boxes)
-        return geo.forward(b * scale) if len(b) else b
+    def mapped(b: Any) -> np.ndarray:
+        arr = _as_boxes(b)
+        return geo.forward(arr * scale) if len(arr) else arr
 
-    line = default_line_width(tile, tile)
     canvas = _Canvas(im, line_width=line, font_size=font_size)
-    for b in mapped(sample.other_boxes):
+    for b in mapped(other_boxes):
         rect = canvas.box_rect(b, where="outside", width=max(1, line // 2))
         if rect is not None:
             canvas.rectangle(rect, OTHER_COLOR, width=max(1, line // 2), dashed=True)
-    # true boxes just outside their pixels, the predicted box just inside its own: a box
-    # predicted exactly shows as a green line around an orange one, neither hides the other
     truth = []
-    for b in mapped(sample.boxes):
+    for b in mapped(boxes):
         rect = canvas.box_rect(b, where="outside", width=line)
         if rect is not None:
-            canvas.rectangle(rect, GT_COLOR, width=line)
+            canvas.rectangle(rect, GT_COLOR, width=line, halo=halo)
             truth.append(rect)
     if prediction is not None:
         box = prediction.get("box") if prediction.get("error") is None else None
@@ -553,22 +611,42 @@ def render_tile(sample: Sample, prediction: Mapping[str, Any] | None = None, *,
         if box is not None:
             rect = canvas.box_rect(mapped([box])[0], where="inside")
         if rect is not None:
-            canvas.rectangle(rect, PRED_COLOR, width=line)
+            canvas.rectangle(rect, PRED_COLOR, width=line, halo=halo)
         wrong = prediction.get("error") is not None or (
-            sample.label is not None and prediction.get("label") != sample.label)
+            label is not None and prediction.get("label") != label)
         canvas.label(_pred_text(prediction), WRONG_COLOR if wrong else PRED_COLOR, near=rect,
                      avoid=truth)
     return im
 
 
-def _legend_items(has_pred: bool, has_other: bool) -> list[tuple[str, Color, bool]]:
+HEATMAP_SWATCH = "heatmap"
+"""Legend colour standing for the heat map's colour bar."""
+
+
+def _legend_items(has_pred: bool, has_other: bool,
+                  heatmap: str | None = None) -> list[tuple[str, Color, bool]]:
     items: list[tuple[str, Color, bool]] = [("true tumour box", GT_COLOR, False)]
+    if heatmap:
+        items.append((heatmap, HEATMAP_SWATCH, False))
     if has_other:
         items.append(("other annotated box (not a tumour, e.g. whole brain)", OTHER_COLOR, True))
     if has_pred:
         items.append(("predicted box: class, probability | box score", PRED_COLOR, False))
         items.append(("label of a prediction with the wrong class", WRONG_COLOR, False))
     return items
+
+
+def _draw_colorbar(image: Image.Image, rect: Rect) -> None:
+    """The heat map's colour map from 0 (left) to 1 (right) in ``rect``, outlined."""
+    import matplotlib
+
+    from mtbrain.explain.gradcam import COLORMAP
+
+    x0, y0, x1, y1 = rect
+    ramp = matplotlib.colormaps[COLORMAP](np.linspace(0.0, 1.0, x1 - x0 + 1))[:, :3]
+    bar = np.repeat((ramp * 255).round().astype(np.uint8)[None], y1 - y0 + 1, axis=0)
+    image.paste(Image.fromarray(bar, "RGB"), (x0, y0))
+    ImageDraw.Draw(image).rectangle(rect, outline=_rgb(TEXT_COLOR), width=1)
 
 
 def _draw_legend(width: int, items: Sequence[tuple[str, Color, bool]], font_size: int,
@@ -586,21 +664,24 @@ def _draw_legend(width: int, items: Sequence[tuple[str, Color, bool]], font_size
             y += lh + 2
     row_h = lh
     for text, color, dashed in items:
-        lines = _wrap(font, text, max(1, width - 2 * GAP - swatch - 6))
-        item_w = swatch + 6 + max(_text_width(font, t) for t in lines) + 3 * GAP
+        sw = 3 * swatch if color == HEATMAP_SWATCH else swatch  # a colour bar needs room
+        lines = _wrap(font, text, max(1, width - 2 * GAP - sw - 6))
+        item_w = sw + 6 + max(_text_width(font, t) for t in lines) + 3 * GAP
         item_h = len(lines) * (lh + 2) - 2
         if x > GAP and x + item_w > width - GAP:
             x, y, row_h = GAP, y + row_h + 6, lh
         row_h = max(row_h, item_h)
         if draw is not None and draw_on is not None:
-            rect = (x, y + 1, x + swatch - 1, y + lh - 2)
-            if color == WRONG_COLOR:
+            rect = (x, y + 1, x + sw - 1, y + lh - 2)
+            if color == HEATMAP_SWATCH:
+                _draw_colorbar(draw_on, rect)
+            elif color == WRONG_COLOR:
                 draw.rectangle(rect, fill=_rgb(color))
             else:
                 canvas = _Canvas(draw_on, line_width=2, font_size=font_size)
                 canvas.rectangle(rect, color, width=2, dashed=dashed)
             for i, line in enumerate(lines):
-                draw.text((x + swatch + 6, y + i * (lh + 2)), line, fill=TEXT_COLOR, font=font)
+                draw.text((x + sw + 6, y + i * (lh + 2)), line, fill=TEXT_COLOR, font=font)
         x += item_w
     return y + row_h + GAP
 
@@ -615,6 +696,10 @@ def grid(
     seed: int = 0,
     tile: int = 256,
     title: str | None = None,
+    keep_order: bool = False,
+    heatmaps: Mapping[str, np.ndarray] | None = None,
+    heatmap_legend: str = "explanation heat map, low to high",
+    notes: Mapping[str, str] | None = None,
 ) -> Image.Image:
     """A picture of up to ``n`` samples with their true and predicted boxes.
 
@@ -631,6 +716,12 @@ def grid(
     (``right`` or why it is wrong, :func:`prediction_error`) and the box IoU, in
     :data:`WRONG_COLOR` when wrong. A legend on top explains the colours.
 
+    With ``keep_order`` the first ``n`` of ``records`` are shown as given (for a ranking,
+    such as the most confident mistakes), without the selection above. With
+    ``heatmaps`` a tile whose sample has a map shows it over the image
+    (:func:`~mtbrain.explain.overlay`) and the legend gets a colour bar; ``notes`` add a
+    third caption line to the tiles of the samples they name.
+
     Args:
         records: The samples (a :class:`~mtbrain.data.records.RecordSet` or a list).
         predictions: Records in the predictions-file format (CONTRACT.md), matched to
@@ -641,6 +732,11 @@ def grid(
         seed: Seed of the choice.
         tile: Side of each image tile in pixels.
         title: Optional line above the legend.
+        keep_order: Show the first ``n`` samples in the order given.
+        heatmaps: Explanation maps in [0, 1] by sample ``rel`` (any shape; resized to
+            the image).
+        heatmap_legend: Legend text of the heat map's colour bar.
+        notes: A third caption line by sample ``rel``.
 
     Returns:
         An RGB image. ``image.info["tiles"]`` lists ``(rel, (x0, y0, x1, y1))`` of each
@@ -653,8 +749,13 @@ def grid(
     if tile < 32:
         raise ValueError(f"tile must be at least 32 pixels, got {tile}")
     records = list(records)
-    chosen = select_samples(records, predictions=predictions, n=n, classes=classes,
-                            only_errors=only_errors, seed=seed)
+    if keep_order:
+        if n < 1:
+            raise ValueError(f"n must be at least 1, got {n}")
+        chosen = records[:n]
+    else:
+        chosen = select_samples(records, predictions=predictions, n=n, classes=classes,
+                                only_errors=only_errors, seed=seed)
     if not chosen:
         raise ValueError("no samples left to show after filtering")
     by_image = index_predictions(predictions) if predictions is not None else {}
@@ -663,9 +764,13 @@ def grid(
     font_size = default_font_size(tile, tile)
     font = _font(font_size)
     lh = _line_height(font)
-    cap_h = 2 * (lh + 2) + 4
+    heatmaps = heatmaps or {}
+    notes = notes or {}
+    cap_lines = 3 if any(s.rel in notes for s in chosen) else 2
+    cap_h = cap_lines * (lh + 2) + 4
     width = cols * tile + (cols + 1) * GAP
-    items = _legend_items(predictions is not None, any(len(s.other_boxes) for s in chosen))
+    items = _legend_items(predictions is not None, any(len(s.other_boxes) for s in chosen),
+                          heatmap_legend if any(s.rel in heatmaps for s in chosen) else None)
     legend_font = max(font_size, min(16, width // 60))
     legend_h = _draw_legend(width, items, legend_font, title)
     height = legend_h + rows * (tile + cap_h) + rows * GAP
@@ -678,7 +783,8 @@ def grid(
         x = GAP + c * (tile + GAP)
         y = legend_h + r * (tile + cap_h + GAP)
         pred = by_image.get(sample.rel)
-        out.paste(render_tile(sample, pred, tile=tile), (x, y))
+        out.paste(render_tile(sample, pred, tile=tile, heatmap=heatmaps.get(sample.rel)),
+                  (x, y))
         placed.append((sample.rel, (x, y, x + tile, y + tile)))
         ty = y + tile + 2
         draw.text((x + 1, ty), _fit_text(font, sample.rel, tile - 2, keep="end"),
@@ -693,5 +799,8 @@ def grid(
                 line2 += f", IoU {iou:.2f}"
         draw.text((x + 1, ty + lh + 2), _fit_text(font, line2, tile - 2),
                   fill=_rgb(WRONG_COLOR) if err else TEXT_COLOR, font=font)
+        if sample.rel in notes:
+            draw.text((x + 1, ty + 2 * (lh + 2)), _fit_text(font, notes[sample.rel], tile - 2),
+                      fill=TEXT_COLOR, font=font)
     out.info["tiles"] = placed
     return out

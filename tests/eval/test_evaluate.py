@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 import mtbrain  # noqa: F401  (offline env before timm)
 from mtbrain.cli import main
@@ -222,3 +223,56 @@ def test_evaluate_cli_writes_contract_metrics(tmp_path: Path, checkpoint: Path,
         assert (out / picture).read_bytes()[:4] == b"\x89PNG"
         assert f'src="{picture}"' in page and f"]({picture})" in (out / "report.md").read_text()
     assert not list(out.glob(".*.tmp"))
+
+
+@pytest.mark.parametrize(("method", "name"), [("gradcam", "Grad-CAM"), ("shap", "Gradient SHAP")])
+def test_evaluate_cli_explain_scores_heat_maps_against_boxes(
+        tmp_path: Path, checkpoint: Path, make_kaggle_tree, capsys: pytest.CaptureFixture,
+        method: str, name: str) -> None:
+    root = make_kaggle_tree(tmp_path / "data", size=(48, 40))
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--checkpoint", str(checkpoint), "--data", str(root),
+                 "--out", str(out), "--workers", "0", "--explain", method,
+                 "--explain-max", "3"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics) >= CONTRACT_KEYS | NEW_KEYS  # the contract keys stay
+    ex = metrics["explain"]
+    assert ex["method"] == method and ex["target"] == "true class"
+    assert ex["options"] == ({"level": -1} if method == "gradcam" else {  # the defaults used
+        "n_samples": 16, "stdevs": 0.1, "baselines": None, "smooth": None, "seed": 0,
+        "max_batch": 32})
+    assert ex["n_candidates"] == 4 and ex["n_images"] == 3  # the 4 images with a tumour box
+    assert ex["per_class"] and set(ex["per_class"]) <= {"glioma", "meningioma", "pituitary"}
+    assert sum(e["n_images"] for e in ex["per_class"].values()) == 3
+    for entry in [ex, *ex["per_class"].values()]:
+        for key in ("pointing_game", "energy_inside", "box_area_share"):
+            assert 0.0 <= entry[key] <= 1.0, (key, entry)
+    assert 0.0 < ex["box_area_share"] < 1.0
+    report = (out / "report.md").read_text()
+    assert f"## Explanations vs tumour boxes ({name})" in report
+    assert "| all | 3 |" in report and "box area share (chance)" in report
+    assert "](explanations.png)" in report and 'src="explanations.png"' in (
+        out / "report.html").read_text()
+    with Image.open(out / "explanations.png") as im:
+        assert im.format == "PNG" and im.width > 3 * 64
+    assert "pointing game" in capsys.readouterr().out
+
+
+def test_evaluate_cli_explain_errors(tmp_path: Path, checkpoint: Path, make_kaggle_tree,
+                                     capsys: pytest.CaptureFixture,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    root = make_kaggle_tree(tmp_path / "data")
+    out = tmp_path / "eval"
+    args = ["evaluate", "--checkpoint", str(checkpoint), "--data", str(root), "--out",
+            str(out), "--workers", "0"]
+    assert main([*args, "--explain", "gradcam", "--explain-max", "0"]) == 2
+    assert "--explain-max" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "captum", None)  # captum missing
+    monkeypatch.setitem(sys.modules, "captum.attr", None)
+    assert main([*args, "--explain", "shap"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "pip install 'mtbrain[explain]'" in err
+    assert not out.exists()  # stopped before predicting anything
+    assert main([*args, "--explain", "gradcam", "--explain-max", "1"]) == 0  # no captum needed

@@ -239,6 +239,32 @@ def test_grid_filters_classes_and_errors(syn: Path) -> None:
         grid(records, predictions=perfect_predictions(records), only_errors=True)
 
 
+def test_grid_keeps_a_given_order_and_shows_heat_maps_and_notes(syn: Path) -> None:
+    import matplotlib
+
+    records = load_dataset(syn)
+    ranked = list(reversed(records))[:3]
+    plain = grid(ranked, n=3, tile=64, keep_order=True)
+    assert [rel for rel, _ in plain.info["tiles"]] == [s.rel for s in ranked]  # as given
+    first = ranked[0]
+    heat = np.ones((first.height, first.width), dtype=np.float32)  # all "high"
+    shown = grid(ranked, n=3, tile=64, keep_order=True, heatmaps={first.rel: heat},
+                 heatmap_legend="heat", notes={first.rel: "note"})
+    assert shown.height > plain.height  # a third caption line (and the colour bar item)
+    def yellowish(image: Image.Image) -> float:  # share of pixels with red well above blue
+        x0, y0, x1, y1 = image.info["tiles"][0][1]
+        tile = np.asarray(image)[y0:y1, x0:x1].reshape(-1, 3).astype(int)
+        return float(((tile[:, 0] - tile[:, 2]) > 30).mean())
+
+    # tinted towards inferno's brightest colour (pale yellow); grey without a map
+    assert yellowish(shown) > 0.8 and yellowish(plain) < 0.1
+    legend = np.asarray(shown)[: shown.info["tiles"][0][1][1]].reshape(-1, 3).astype(int)
+    low = np.asarray(matplotlib.colormaps["inferno"](0.0)[:3]) * 255
+    assert (np.abs(legend - low).sum(axis=1) < 30).any()  # the colour bar's dark end
+    with pytest.raises(ValueError, match="n must be"):
+        grid(ranked, n=0, keep_order=True)
+
+
 def test_prediction_error_reasons(tmp_path: Path) -> None:
     s = _sample(tmp_path / "x.jpg", 100, 100, [[10, 10, 50, 50]])
     right = {"label": "glioma", "box": [12, 10, 50, 52], "box_score": 0.9}
@@ -308,6 +334,22 @@ def test_cli_bad_predictions_file_is_an_error_naming_it(
     assert run_cli("--data", str(syn), "--predictions", str(preds), "--out", str(out)) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and str(preds) in err and message in err
+    assert not out.exists()
+
+
+def test_cli_missing_files_are_one_line_errors(syn: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "grid.png"
+    missing = tmp_path / "nope.json"
+    assert run_cli("--data", str(syn), "--predictions", str(missing), "--out", str(out)) == 2
+    assert capsys.readouterr().err == f"error: {missing}: predictions file not found\n"
+    nowhere = tmp_path / "no-data"
+    assert run_cli("--data", str(nowhere), "--out", str(out)) == 2
+    assert capsys.readouterr().err == f"error: {nowhere}: data path not found\n"
+    assert run_cli("--data", str(syn), "--checkpoint", str(tmp_path / "m.pt"),
+                   "--out", str(out)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "m.pt" in err and "Traceback" not in err
     assert not out.exists()
 
 
