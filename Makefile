@@ -11,7 +11,7 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".[dev,yolo,export,docs]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,yolo,export,docs,explain,medical]"
 	touch $(STAMP)
 
 venv: $(STAMP)
