@@ -380,25 +380,48 @@ def add_export_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument("--checkpoint", required=True, metavar="CKPT", help="model file (.pt)")
     parser.add_argument("--format", required=True, choices=("onnx", "torchscript"))
-    parser.add_argument("--quantize", choices=("int8",), default=None,
-                        help="int8 quantization (not available in this version)")
+    parser.add_argument("--quantize", choices=("dynamic", "static"), default=None,
+                        help="int8 ONNX (onnxruntime): 'dynamic' quantizes the fully connected "
+                        "layers, 'static' the whole network with activation ranges calibrated "
+                        "on --calibration images (needs --format onnx)")
+    parser.add_argument("--calibration", metavar="DATA", default=None,
+                        help="static int8: images to calibrate on, e.g. SPLIT.json:train "
+                        "(training images, never test ones)")
+    parser.add_argument("--calibration-n", type=int, default=32, metavar="N",
+                        help="number of calibration images, classes in turn (default 32)")
     parser.add_argument("--out", required=True, metavar="FILE")
     return parser
 
 
 def run_export(args: argparse.Namespace) -> int:
+    import tempfile
+    from pathlib import Path
+
     from mtbrain.export import export_onnx, export_torchscript
 
-    if args.quantize:
-        raise ConfigError("--quantize int8 is not available in this version of mtbrain")
+    if args.quantize and args.format != "onnx":
+        raise ConfigError("--quantize needs --format onnx")
+    if args.quantize == "static" and not args.calibration:
+        raise ConfigError("--quantize static needs --calibration DATA (e.g. SPLIT.json:train)")
+    if args.calibration and args.quantize != "static":
+        raise ConfigError("--calibration is for --quantize static")
     model = _load_model(args.checkpoint)
     export = export_onnx if args.format == "onnx" else export_torchscript
     try:
-        path = export(model, args.out)
+        if not args.quantize:
+            path = export(model, args.out)
+        else:
+            from mtbrain.export.quantize import calibration_images, quantize_onnx
+
+            images = (calibration_images(args.calibration, n=args.calibration_n)
+                      if args.calibration else None)
+            with tempfile.TemporaryDirectory() as tmp:
+                fp32 = export_onnx(model, Path(tmp) / "fp32.onnx")
+                path = quantize_onnx(fp32, args.out, mode=args.quantize, calibration=images)
     except ImportError as exc:
         raise ConfigError(f"{exc}: ONNX export needs the export extra: "
                           "pip install 'mtbrain[export]'") from None
-    print(f"wrote {path}")
+    print(f"wrote {path}" + (f" (int8, {args.quantize})" if args.quantize else ""))
     return EXIT_OK
 
 
