@@ -7,9 +7,9 @@ return ``H x W`` uint8 arrays, the layout the rest of mtbrain uses (see
 DICOM (``.dcm``, ``.dicom``, or any file with the ``DICM`` marker at byte 128)
     1. the modality LUT (Rescale Slope/Intercept, or a Modality LUT Sequence) gives stored
        values their meaning;
-    2. the VOI transform of the file (its first Window Center/Width, or its VOI LUT
-       Sequence) is applied and its output range mapped linearly to 0..255; without one,
-       the image's own min..max is mapped to 0..255;
+    2. the VOI transform of the file (its VOI LUT Sequence, else its first Window
+       Center/Width) is applied and its output range mapped linearly to 0..255; without
+       one, the image's own min..max is mapped to 0..255;
     3. ``MONOCHROME1`` (white = low values) is inverted, so that bright means high signal
        as in ``MONOCHROME2``; ``PALETTE COLOR`` goes through its palette, and colour images
        become grey by ITU-R 601 luma.
@@ -118,14 +118,18 @@ def dicom_to_gray(ds: Any, pixels: np.ndarray) -> np.ndarray:
         rgb = _scale(pixels, 0, float(pixels.max()) if pixels.dtype != np.uint8 else 255)
         return to_gray(Image.fromarray(np.ascontiguousarray(rgb[..., :3]), "RGB"))
     values = processing.apply_modality_lut(pixels, ds)
-    has_voi = ("WindowCenter" in ds and "WindowWidth" in ds) or ds.get("VOILUTSequence")
-    if has_voi:
-        windowed = processing.apply_voi_lut(values, ds, index=0)
-        # the VOI output range: the lowest and highest inputs pushed through the same VOI
+    lut = ds.get("VOILUTSequence")
+    if lut:  # a VOI LUT: its output is 0 .. 2**bits - 1 (PS3.3 C.11.2.1.1)
+        entries, first, bits = (int(v) for v in lut[0].LUTDescriptor)
+        entries = entries or 65536
+        # clip the input to the LUT first: pydicom 3.0 wraps values beyond an 8-bit LUT
+        index = np.clip(np.round(values), first, first + entries - 1).astype(np.int64)
+        gray = _scale(processing.apply_voi(index, ds, index=0), 0, 2**bits - 1)
+    elif "WindowCenter" in ds and "WindowWidth" in ds:
+        windowed = processing.apply_windowing(values, ds, index=0)
+        # the window's output range: the lowest and highest inputs pushed through it
         probe = np.array([float(values.min()) - 1e9, float(values.max()) + 1e9])
-        if np.issubdtype(values.dtype, np.integer):
-            probe = probe.astype(np.int64)
-        lo, hi = (float(v) for v in processing.apply_voi_lut(probe, ds, index=0))
+        lo, hi = (float(v) for v in processing.apply_windowing(probe, ds, index=0))
         gray = _scale(windowed, min(lo, hi), max(lo, hi))
     else:
         values = np.asarray(values, dtype=np.float64)
