@@ -23,7 +23,9 @@ tensor; outputs: logits, box, box score; image decoding and letterboxing exclude
 
 FLOPs are counted with ``torch.utils.flop_counter.FlopCounterMode`` on one forward pass at
 batch 1 (FLOPs = 2 x multiply-adds; convolutions counted with their groups, so depthwise
-convolutions are not over-counted; elementwise operations are not counted).
+convolutions are not over-counted; elementwise operations are not counted). Its formula for
+the *backward* of a grouped convolution over-counts (torch 2.14); :func:`flop_counter`
+replaces it, for training FLOPs (``benchmarks/hardware_limit.py``).
 """
 
 from __future__ import annotations
@@ -52,14 +54,41 @@ RUNTIMES = ("eager-fp32", "eager-bf16", "onnx-fp32", "onnx-int8-dynamic", "onnx-
 MiB = 1024 * 1024
 
 
-def count_flops(module: nn.Module, inputs: torch.Tensor) -> int:
-    """FLOPs (2 x multiply-adds) of one forward pass of ``module`` on ``inputs``."""
+def conv_backward_flops(grad_out_shape: Sequence[int], x_shape: Sequence[int],
+                        w_shape: Sequence[int], _bias: Any, _stride: Any, _padding: Any,
+                        _dilation: Any, transposed: bool, _output_padding: Any, _groups: int,
+                        output_mask: Sequence[bool], out_shape: Any = None,
+                        **kwargs: Any) -> int:
+    """FLOPs of ``aten.convolution_backward``, counting groups.
+
+    The input gradient (a transposed convolution of the output gradient with the weight)
+    and the weight gradient (a convolution of the input with the output gradient) each take
+    the multiply-adds of the forward convolution. torch 2.14's own formula builds the
+    weight-gradient convolution from full-channel shapes and so over-counts a depthwise
+    convolution's backward by about its number of channels.
+    """
+    from torch.utils.flop_counter import conv_flop_count
+
+    forward = conv_flop_count(list(x_shape), list(w_shape), list(grad_out_shape),
+                              transposed=transposed)
+    return forward * (int(bool(output_mask[0])) + int(bool(output_mask[1])))
+
+
+def flop_counter() -> Any:
+    """``torch.utils.flop_counter.FlopCounterMode`` (no display) with a groups-aware
+    convolution backward (:func:`conv_backward_flops`); the forward formula already is."""
     from torch.utils.flop_counter import FlopCounterMode
 
+    return FlopCounterMode(display=False, custom_mapping={
+        torch.ops.aten.convolution_backward: conv_backward_flops})
+
+
+def count_flops(module: nn.Module, inputs: torch.Tensor) -> int:
+    """FLOPs (2 x multiply-adds) of one forward pass of ``module`` (in eval mode)."""
     was_training = module.training
     module.eval()
     try:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        with torch.no_grad(), flop_counter() as counter:
             module(inputs)
     finally:
         module.train(was_training)

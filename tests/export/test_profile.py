@@ -16,6 +16,7 @@ from mtbrain.errors import ConfigError  # noqa: E402
 from mtbrain.export.profile import (  # noqa: E402
     RUNTIMES,
     count_flops,
+    flop_counter,
     peak_memory,
     profile,
     render_table,
@@ -53,6 +54,25 @@ def test_conv_flops_count_groups(groups: int) -> None:
     if groups == cin:
         dense = nn.Conv2d(cin, cout, k, stride=2, padding=1)
         assert count_flops(dense, x) == cin * want
+
+
+@pytest.mark.parametrize("groups", [1, 4, 16])
+@pytest.mark.parametrize("input_grad", [True, False])
+def test_conv_backward_flops_count_groups(groups: int, input_grad: bool) -> None:
+    """Backward = weight gradient (+ input gradient when needed), each one forward's
+    multiply-adds; torch's own formula over-counts the grouped case."""
+    conv = nn.Conv2d(16, 16, 3, padding=1, groups=groups)
+    x = torch.rand(2, 16, 10, 10, requires_grad=input_grad)
+    forward = count_flops(conv, x)
+    with flop_counter() as counter:
+        conv(x).sum().backward()
+    assert counter.get_total_flops() == forward * (3 if input_grad else 2)
+    if groups == 1:  # torch's formula agrees where it is right
+        from torch.utils.flop_counter import FlopCounterMode
+
+        with FlopCounterMode(display=False) as plain:
+            conv(x).sum().backward()
+        assert plain.get_total_flops() == counter.get_total_flops()
 
 
 def test_flops_match_the_published_mobilenet_v2_figure() -> None:
