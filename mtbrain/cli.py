@@ -389,6 +389,9 @@ def add_export_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
                         "(training images, never test ones)")
     parser.add_argument("--calibration-n", type=int, default=32, metavar="N",
                         help="number of calibration images, classes in turn (default 32)")
+    parser.add_argument("--keep-float", action="append", default=[], metavar="PATTERN",
+                        help="int8: leave float32 the ONNX nodes whose names contain PATTERN "
+                        "(repeatable), e.g. 'backbone/blocks.2/' (see docs/benchmarks.md)")
     parser.add_argument("--out", required=True, metavar="FILE")
     return parser
 
@@ -405,6 +408,8 @@ def run_export(args: argparse.Namespace) -> int:
         raise ConfigError("--quantize static needs --calibration DATA (e.g. SPLIT.json:train)")
     if args.calibration and args.quantize != "static":
         raise ConfigError("--calibration is for --quantize static")
+    if args.keep_float and not args.quantize:
+        raise ConfigError("--keep-float is for --quantize")
     model = _load_model(args.checkpoint)
     export = export_onnx if args.format == "onnx" else export_torchscript
     try:
@@ -417,7 +422,8 @@ def run_export(args: argparse.Namespace) -> int:
                       if args.calibration else None)
             with tempfile.TemporaryDirectory() as tmp:
                 fp32 = export_onnx(model, Path(tmp) / "fp32.onnx")
-                path = quantize_onnx(fp32, args.out, mode=args.quantize, calibration=images)
+                path = quantize_onnx(fp32, args.out, mode=args.quantize, calibration=images,
+                                     keep_float=args.keep_float)
     except ImportError as exc:
         raise ConfigError(f"{exc}: ONNX export needs the export extra: "
                           "pip install 'mtbrain[export]'") from None

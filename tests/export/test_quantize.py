@@ -196,6 +196,29 @@ def test_calibration_reader_feeds_preprocessed_images(untrained, images, tmp_pat
         ImageCalibrationReader(model.config, [])
 
 
+def test_keep_float_leaves_nodes_unquantized(untrained, images, tmp_path) -> None:
+    _, fp32 = untrained
+    calib = images[0][:2]
+
+    def quantized_convs(path: Path) -> set[str]:
+        """Convolutions whose weights come out of a DequantizeLinear (int8 weights)."""
+        proto = onnx.load(str(path))
+        dq = {o for n in proto.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+        return {n.name for n in proto.graph.node if n.op_type == "Conv" and n.input[1] in dq}
+
+    full = quantize_onnx(fp32, tmp_path / "full.onnx", mode="static", calibration=calib)
+    mixed = quantize_onnx(fp32, tmp_path / "mixed.onnx", mode="static", calibration=calib,
+                          keep_float=["backbone/blocks.0/"])
+    all_q, mixed_q = quantized_convs(full), quantized_convs(mixed)
+    assert any("blocks.0/" in n for n in all_q)
+    assert mixed_q and not any("blocks.0/" in n for n in mixed_q)
+    assert mixed_q == {n for n in all_q if "blocks.0/" not in n}
+    settings = OnnxPredictor(mixed).quantization
+    assert settings["keep_float"] == ["backbone/blocks.0/"]
+    with pytest.raises(ConfigError, match="no_such_layer"):
+        quantize_onnx(fp32, tmp_path / "x.onnx", mode="dynamic", keep_float=["no_such_layer"])
+
+
 def test_calibration_images_take_classes_in_turn(tmp_path) -> None:
     from mtbrain.data.synthetic import generate
 
