@@ -402,25 +402,54 @@ def add_export_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument("--checkpoint", required=True, metavar="CKPT", help="model file (.pt)")
     parser.add_argument("--format", required=True, choices=("onnx", "torchscript"))
-    parser.add_argument("--quantize", choices=("int8",), default=None,
-                        help="int8 quantization (not available in this version)")
+    parser.add_argument("--quantize", choices=("dynamic", "static"), default=None,
+                        help="int8 ONNX (onnxruntime): 'dynamic' quantizes the fully connected "
+                        "layers, 'static' the whole network with activation ranges calibrated "
+                        "on --calibration images (needs --format onnx)")
+    parser.add_argument("--calibration", metavar="DATA", default=None,
+                        help="static int8: images to calibrate on, e.g. SPLIT.json:train "
+                        "(training images, never test ones)")
+    parser.add_argument("--calibration-n", type=int, default=32, metavar="N",
+                        help="number of calibration images, classes in turn (default 32)")
+    parser.add_argument("--keep-float", action="append", default=[], metavar="PATTERN",
+                        help="int8: leave float32 the ONNX nodes whose names contain PATTERN "
+                        "(repeatable), e.g. 'backbone/blocks.2/' (see docs/benchmarks.md)")
     parser.add_argument("--out", required=True, metavar="FILE")
     return parser
 
 
 def run_export(args: argparse.Namespace) -> int:
+    import tempfile
+    from pathlib import Path
+
     from mtbrain.export import export_onnx, export_torchscript
 
-    if args.quantize:
-        raise ConfigError("--quantize int8 is not available in this version of mtbrain")
+    if args.quantize and args.format != "onnx":
+        raise ConfigError("--quantize needs --format onnx")
+    if args.quantize == "static" and not args.calibration:
+        raise ConfigError("--quantize static needs --calibration DATA (e.g. SPLIT.json:train)")
+    if args.calibration and args.quantize != "static":
+        raise ConfigError("--calibration is for --quantize static")
+    if args.keep_float and not args.quantize:
+        raise ConfigError("--keep-float is for --quantize")
     model = _load_model(args.checkpoint)
     export = export_onnx if args.format == "onnx" else export_torchscript
     try:
-        path = export(model, args.out)
+        if not args.quantize:
+            path = export(model, args.out)
+        else:
+            from mtbrain.export.quantize import calibration_images, quantize_onnx
+
+            images = (calibration_images(args.calibration, n=args.calibration_n)
+                      if args.calibration else None)
+            with tempfile.TemporaryDirectory() as tmp:
+                fp32 = export_onnx(model, Path(tmp) / "fp32.onnx")
+                path = quantize_onnx(fp32, args.out, mode=args.quantize, calibration=images,
+                                     keep_float=args.keep_float)
     except ImportError as exc:
         raise ConfigError(f"{exc}: ONNX export needs the export extra: "
                           "pip install 'mtbrain[export]'") from None
-    print(f"wrote {path}")
+    print(f"wrote {path}" + (f" (int8, {args.quantize})" if args.quantize else ""))
     return EXIT_OK
 
 
@@ -480,46 +509,73 @@ def add_predict_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--out", metavar="PREDS.json", default=None,
                         help="predictions file to write (default: print to stdout)")
     parser.add_argument("--batch-size", type=int, default=32, metavar="N")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                        help="inference precision of a .pt checkpoint (bf16: autocast; "
+                        "default fp32)")
+    medical = parser.add_argument_group(
+        "DICOM and NIfTI input (extra 'medical')",
+        "A DICOM file (.dcm, .dicom, or no suffix with the DICM marker) gives one record per "
+        "frame; a NIfTI volume (.nii, .nii.gz) one per chosen slice, named like "
+        "'scan.nii.gz#axis2:slice040'.")
+    medical.add_argument("--axis", type=int, choices=(0, 1, 2), default=2,
+                         help="NIfTI slice axis in RAS+ orientation: 0 sagittal, 1 coronal, "
+                         "2 axial (default)")
+    medical.add_argument("--slices", default="all", metavar="SPEC",
+                         help="NIfTI slices: 'all' (default), 'middle', or indices and ranges "
+                         "like '40' or '30-60,75'")
     return parser
 
 
 def _inputs(root: str) -> list[tuple[str, str]]:
-    """``(path, name)`` of every image under ``root`` (names relative to a folder)."""
+    """``(path, name)`` of every image, DICOM or NIfTI file under ``root`` (names relative
+    to a folder)."""
     from pathlib import Path
 
     from mtbrain.data.image_io import is_image_name
+    from mtbrain.data.medical import is_medical_file
 
     base = Path(root)
     if base.is_file():
         return [(str(base), root)]
     if not base.is_dir():
         raise DataError("input not found", path=base)
-    found = sorted(p for p in base.rglob("*") if p.is_file() and is_image_name(p)
-                   and not any(part.startswith(".") for part in p.relative_to(base).parts))
+    found = sorted(p for p in base.rglob("*") if p.is_file()
+                   and not any(part.startswith(".") for part in p.relative_to(base).parts)
+                   and (is_image_name(p) or is_medical_file(p)))
     if not found:
-        raise DataError("no image files (by extension) in this folder", path=base)
+        raise DataError("no image, DICOM or NIfTI files in this folder", path=base)
     return [(str(p), p.relative_to(base).as_posix()) for p in found]
 
 
 def run_predict(args: argparse.Namespace) -> int:
+    import itertools
     import json
 
     from tqdm import tqdm
 
+    from mtbrain.data.medical import expand_inputs, parse_slices
     from mtbrain.io import write_json
 
     model = _load_predictor(args.checkpoint)
-    items = _inputs(args.input)
+    options: dict[str, Any] = {}
+    if args.precision != "fp32":
+        from mtbrain.models import Model
+
+        if not isinstance(model, Model):  # an OnnxPredictor runs the graph as exported
+            raise ConfigError(f"--precision {args.precision} is for .pt checkpoints; "
+                              f"{args.checkpoint} runs as exported")
+        options["precision"] = args.precision
+    items = expand_inputs(_inputs(args.input), axis=args.axis, slices=parse_slices(args.slices))
     records: list[dict[str, Any]] = []
-    with tqdm(total=len(items), unit="img", desc="predict", disable=not _progress()) as bar:
-        for start in range(0, len(items), args.batch_size):
-            chunk = items[start : start + args.batch_size]
-            preds = model.predict([p for p, _ in chunk], batch_size=args.batch_size,
-                                  on_error="skip")
-            for (_, name), pred in zip(chunk, preds, strict=True):
-                record = pred.to_dict()
-                record["image"] = name
-                records.append(record)
+    with tqdm(unit="img", desc="predict", disable=not _progress()) as bar:
+        while chunk := list(itertools.islice(items, args.batch_size)):
+            good = [item for item, _ in chunk if not isinstance(item, DataError)]
+            preds = iter(model.predict(good, batch_size=args.batch_size, on_error="skip",
+                                       **options) if good else [])
+            for item, name in chunk:  # an unreadable DICOM/NIfTI file: its error record
+                records.append({"image": name, "error": str(item)}
+                               if isinstance(item, DataError)
+                               else {**next(preds).to_dict(), "image": name})
             bar.update(len(chunk))
     errors = sum(1 for r in records if "error" in r)
     if args.out:
@@ -784,6 +840,70 @@ def run_study(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --------------------------------------------------------------------------- profile
+
+
+def add_profile_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "profile",
+        help="parameters, FLOPs, size, latency, throughput and memory per runtime",
+        description="Measure a checkpoint in eager PyTorch (fp32, bf16) and onnxruntime (fp32, "
+        "dynamic and static int8, exported on the fly): parameters, FLOPs, file size, latency "
+        "p50/p95 at batch 1, throughput and peak working memory at batch 32, on the network "
+        "alone (letterboxed input). Prints a table; --json also writes every figure.",
+    )
+    parser.add_argument("--checkpoint", required=True, metavar="CKPT", help="model file (.pt)")
+    parser.add_argument("--size", type=int, default=None, metavar="N",
+                        help="input size (default: the model's img_size)")
+    parser.add_argument("--runtimes", nargs="+", default=None, metavar="R",
+                        help="runtimes to measure (default all: eager-fp32 eager-bf16 "
+                        "onnx-fp32 onnx-int8-dynamic onnx-int8-static)")
+    parser.add_argument("--iters", type=int, default=20, metavar="N",
+                        help="timed calls at batch 1 (default 20)")
+    parser.add_argument("--warmup", type=int, default=3, metavar="N",
+                        help="untimed calls before timing (default 3)")
+    parser.add_argument("--batch", type=int, default=32, metavar="N",
+                        help="batch size of the throughput and memory figures (default 32)")
+    parser.add_argument("--batch-iters", type=int, default=2, metavar="N",
+                        help="timed calls at --batch (default 2)")
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="threads of every runtime (default: torch's)")
+    parser.add_argument("--calibration", metavar="DATA", default=None,
+                        help="static int8 calibration images (default: 8 synthetic slices; "
+                        "fine for speed, not for accuracy)")
+    parser.add_argument("--calibration-n", type=int, default=32, metavar="N")
+    parser.add_argument("--json", metavar="OUT", default=None,
+                        help="also write the figures as JSON (atomically)")
+    return parser
+
+
+def run_profile(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mtbrain.export.profile import RUNTIMES, profile, render_table
+    from mtbrain.io import write_json
+
+    if Path(args.checkpoint).suffix.lower() == ".onnx":
+        raise ConfigError(f"{args.checkpoint}: profile takes the .pt checkpoint (it exports "
+                          "the ONNX versions itself)")
+    model = _load_model(args.checkpoint)
+    images = None
+    if args.calibration:
+        from mtbrain.export.quantize import calibration_images
+
+        images = calibration_images(args.calibration, n=args.calibration_n)
+    report = profile(model, checkpoint=args.checkpoint, size=args.size,
+                     runtimes=args.runtimes or RUNTIMES, iters=args.iters, warmup=args.warmup,
+                     batch=args.batch, batch_iters=args.batch_iters, threads=args.threads,
+                     calibration=images,
+                     log=(lambda line: print(line, file=sys.stderr)) if _progress() else None)
+    report["checkpoint"] = str(args.checkpoint)
+    sys.stdout.write(render_table(report))
+    if args.json:
+        print(f"wrote {write_json(args.json, report)}", file=sys.stderr)
+    return EXIT_OK
+
+
 # --------------------------------------------------------------------------- main
 
 COMMANDS: list[Command] = [
@@ -796,6 +916,7 @@ COMMANDS: list[Command] = [
     Command("export", add_export_parser, run_export),
     Command("visualize", add_visualize_parser, run_visualize),
     Command("study", add_study_parser, run_study),
+    Command("profile", add_profile_parser, run_profile),
 ]
 
 

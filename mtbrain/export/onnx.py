@@ -238,6 +238,14 @@ class OnnxPredictor:
     def img_size(self) -> int:
         return self.config.img_size
 
+    @property
+    def quantization(self) -> dict[str, Any] | None:
+        """The int8 settings of a quantized file (:mod:`mtbrain.export.quantize`), else None."""
+        from mtbrain.export.quantize import QUANT_KEY
+
+        text = self.session.get_modelmeta().custom_metadata_map.get(QUANT_KEY)
+        return json.loads(text) if text else None
+
     def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(B, 1, S, S) float32 in [0, 1] -> (probs, boxes in input pixels, box_score)."""
         logits, boxes, score = self.session.run(

@@ -113,6 +113,21 @@ def test_predict_errors(tiny_model, tmp_path) -> None:
         model.predict({"x": 1})
 
 
+def test_predict_bf16_close_to_fp32(tiny_model) -> None:
+    model = tiny_model(box_threshold=0.0)
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (50 + 10 * i, 64), dtype=np.uint8) for i in range(4)]
+    fp32 = model.predict(images)
+    bf16 = model.predict(images, precision="bf16")
+    for a, b in zip(fp32, bf16, strict=True):
+        assert max(abs(a.probs[c] - b.probs[c]) for c in a.probs) < 0.05
+        assert abs(a.box_score - b.box_score) < 0.05
+        assert (a.box is None) == (b.box is None)
+    assert not torch.is_autocast_enabled("cpu")  # nothing left switched on
+    with pytest.raises(ConfigError, match="precision"):
+        model.predict(images, precision="fp16")
+
+
 def test_save_load_round_trip_identical(tiny_model, tmp_path, make_targets) -> None:
     model = tiny_model(classes=["a", "b", "no_tumor"], box_head_options={"channels": 32})
     # make batch-norm statistics non-trivial
