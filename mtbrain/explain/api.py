@@ -180,7 +180,7 @@ def explain(model: Any, image: Any, *, method: str = "gradcam", target: int | st
         DataError: for an unreadable file (naming it).
         ImportError: for ``"shap"`` without captum (the extra ``explain``).
     """
-    from mtbrain.models.model import _to_gray
+    from mtbrain.models.model import read_input
 
     _check_method(method)
     classes = list(model.classes)
@@ -189,7 +189,7 @@ def explain(model: Any, image: Any, *, method: str = "gradcam", target: int | st
             raise ValueError(f"target class {target!r} is not a class of the model "
                              f"({', '.join(classes)})")
         target = classes.index(target)
-    gray, name = _to_gray(image)
+    gray, name = read_input(image)
     prediction = model.predict(gray)[0]
     prediction.image = name
     index = classes.index(prediction.label) if target is None else int(target)
