@@ -56,10 +56,10 @@ def yolo_runners(size: int, threads: int, image: np.ndarray,
     """(predict, network-only) calls of a 4-class YOLOv8n, and the session to close."""
     import yaml
 
-    # private helpers of the baseline module: the offline session and the thread callback
-    from mtbrain.baselines.yolo import _keep_threads, _ultralytics_session, load_yolo
+    # the baseline module's offline ultralytics session and its thread-count callback
+    from mtbrain.baselines.yolo import keep_threads, load_yolo, ultralytics_session
 
-    session = _ultralytics_session()
+    session = ultralytics_session()
     session.__enter__()
     from ultralytics.nn.tasks import yaml_model_load
 
@@ -68,7 +68,7 @@ def yolo_runners(size: int, threads: int, image: np.ndarray,
     model_yaml = folder / "yolov8n-4cls.yaml"  # the name keeps the scale letter 'n'
     model_yaml.write_text(yaml.safe_dump(cfg))
     yolo = load_yolo(model_yaml)
-    yolo.add_callback("on_predict_start", _keep_threads(threads))
+    yolo.add_callback("on_predict_start", keep_threads(threads))
     bgr = np.ascontiguousarray(np.repeat(image[:, :, None], 3, axis=2))
     net = yolo.model.eval()
     tensor = torch.rand(1, 3, size, size)

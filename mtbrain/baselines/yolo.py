@@ -423,7 +423,7 @@ def _torch_print_options() -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def _ultralytics_session() -> Iterator[Any]:
+def ultralytics_session() -> Iterator[Any]:
     """Import ultralytics offline; restore the process state it changes when done.
 
     Yields the ``ultralytics`` module. See the module documentation ("Offline", "Process
@@ -518,7 +518,7 @@ def _check_model_source(model: str | Path) -> str:
                       "local .pt weights file")
 
 
-def _keep_threads(threads: int) -> Any:
+def keep_threads(threads: int) -> Any:
     """An ultralytics callback that puts torch back to ``threads`` threads."""
     import torch
 
@@ -584,11 +584,11 @@ def train_yolo(data_yaml: str | Path, out_dir: str | Path, *, model: str | Path 
     import torch
 
     threads = torch.get_num_threads()
-    with _ultralytics_session():
+    with ultralytics_session():
         from ultralytics import YOLO
 
         yolo = YOLO(source)
-        yolo.add_callback("on_pretrain_routine_start", _keep_threads(threads))
+        yolo.add_callback("on_pretrain_routine_start", keep_threads(threads))
         started = time.perf_counter()
         yolo.train(**args)
         trainer = yolo.trainer
@@ -754,9 +754,9 @@ def predict_yolo(weights: str | Path, records: RecordSet, *, imgsz: int | None =
     threads = torch.get_num_threads()
     samples = list(records)
     results: list[Any] = []
-    with _ultralytics_session():
+    with ultralytics_session():
         yolo = load_yolo(weights)
-        yolo.add_callback("on_predict_start", _keep_threads(threads))
+        yolo.add_callback("on_predict_start", keep_threads(threads))
         names = yolo.names
         if imgsz is None:
             train_args = (getattr(yolo, "ckpt", None) or {}).get("train_args", {}) or {}

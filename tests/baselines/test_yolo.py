@@ -319,13 +319,13 @@ def test_session_is_offline_and_restores_process_state(monkeypatch: pytest.Monke
     import cv2
     import torch
 
-    from mtbrain.baselines.yolo import _ultralytics_session
+    from mtbrain.baselines.yolo import ultralytics_session
 
     monkeypatch.setenv("ULTRALYTICS_API_KEY", "secret")
     monkeypatch.delenv("PYTHONHASHSEED", raising=False)
     threads, cv2_threads = torch.get_num_threads(), cv2.getNumThreads()
     np_print = np.get_printoptions()
-    with _ultralytics_session() as ultralytics:
+    with ultralytics_session() as ultralytics:
         from ultralytics.utils import ONLINE, SETTINGS, USER_CONFIG_DIR
 
         settings_file = Path(SETTINGS.file).read_text()
@@ -408,10 +408,10 @@ def test_session_leaves_pil_open_alone(tmp_path: Path) -> None:
     after a session our readers still get PIL's own error for a non-image file."""
     from PIL import Image, UnidentifiedImageError
 
-    from mtbrain.baselines.yolo import _ultralytics_session
+    from mtbrain.baselines.yolo import ultralytics_session
 
     original = Image.open
-    with _ultralytics_session():
+    with ultralytics_session():
         assert Image.open is original
     assert Image.open is original
     bad = tmp_path / "bad.jpg"
