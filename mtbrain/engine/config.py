@@ -134,6 +134,11 @@ class TrainSection:
         channels_last: Use the channels-last memory format (about 1.8x faster on CPU).
         max_time_s: Stop training after this many seconds (0: no limit); the run still
             validates, saves and logs cleanly.
+        schedule_to_budget: With ``max_time_s`` and the cosine scheduler, run the cosine on
+            the larger of step progress and the share of the time budget spent, so that the
+            learning rate reaches its minimum when the budget ends (``epochs`` is then a
+            cap). The schedule then depends on the machine's speed: a resumed or repeated
+            run is no longer step-for-step identical.
         max_steps_per_epoch: Cap on the steps of one epoch (0: the whole set).
         seed: Seed of every random choice (data order, augmentation, initialisation).
         deterministic: Ask PyTorch for deterministic algorithms.
@@ -161,6 +166,7 @@ class TrainSection:
     precision: Literal["fp32", "bf16"] = "fp32"
     channels_last: bool = True
     max_time_s: float = 0.0
+    schedule_to_budget: bool = False
     max_steps_per_epoch: int = 0
     seed: int = 0
     deterministic: bool = False

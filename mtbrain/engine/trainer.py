@@ -48,6 +48,28 @@ from mtbrain.eval.metrics import classification_metrics, localization_metrics
 from mtbrain.io import write_json
 
 
+def cosine_factor(step: int, *, warmup: int, total: int, min_ratio: float,
+                  spent: float = 0.0) -> float:
+    """Learning-rate factor of the cosine schedule with linear warm-up.
+
+    Args:
+        step: Optimizer steps taken.
+        warmup: Warm-up steps (linear from ``1/warmup`` to 1).
+        total: Steps of the whole schedule (``epochs x steps per epoch``).
+        min_ratio: Factor at the end of the schedule.
+        spent: Share of the time budget already spent (0 without one). The cosine runs on
+            the larger of step progress and ``spent``, so that it reaches ``min_ratio``
+            when the budget ends however many steps fit in it.
+
+    Returns:
+        The factor that multiplies the peak learning rate.
+    """
+    if step < warmup and spent < 1.0:
+        return (step + 1) / max(1, warmup)
+    progress = min(1.0, max((step - warmup) / max(1, total - warmup), spent))
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite: training stops instead of ruining the weights."""
 
@@ -104,6 +126,7 @@ class Trainer:
         self.stop_reason: str | None = None
         self._stop_mid_epoch = False
         self.monitor = cfg.train.monitor
+        self._epoch_start: float | None = None
 
     # ------------------------------------------------------------------ set-up
     def log(self, message: str) -> None:
@@ -190,14 +213,25 @@ class Trainer:
             return None
         total = max(1, steps * tc.epochs)
         warmup = int(round(tc.warmup_epochs * steps))
+        by_budget = tc.schedule_to_budget and tc.max_time_s > 0
 
         def factor(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / max(1, warmup)
-            progress = min(1.0, (step - warmup) / max(1, total - warmup))
-            return tc.min_lr_ratio + (1 - tc.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+            spent = self.budget_fraction() if by_budget else 0.0
+            return cosine_factor(step, warmup=warmup, total=total, min_ratio=tc.min_lr_ratio,
+                                 spent=spent)
 
         return torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
+
+    def budget_fraction(self) -> float:
+        """Share of ``train.max_time_s`` spent so far (training and validation), the same
+        on every rank (their mean), in [0, 1]."""
+        max_time = self.cfg.train.max_time_s
+        if max_time <= 0:
+            return 0.0
+        now = self.elapsed_s
+        if self._epoch_start is not None:
+            now += time.monotonic() - self._epoch_start
+        return min(1.0, dist.mean_over_ranks(now / max_time))
 
     def _build_loaders(self) -> None:
         dc, tc = self.cfg.data, self.cfg.train
@@ -257,10 +291,11 @@ class Trainer:
             self.log(f"nothing to do: {self.epoch} of {tc.epochs} epochs already done")
         try:
             while self.epoch < tc.epochs and not self._should_stop():
-                start = time.monotonic()
+                start = self._epoch_start = time.monotonic()
                 train_stats = self.train_one_epoch(self.epoch)
                 val = self.validate()
                 self.elapsed_s += time.monotonic() - start
+                self._epoch_start = None
                 self._end_epoch(train_stats, val)
         finally:
             for hook in self.hooks:

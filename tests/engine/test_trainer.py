@@ -28,7 +28,7 @@ import mtbrain  # noqa: F401  (offline env before timm)
 from mtbrain.cli import main
 from mtbrain.engine.config import load_config
 from mtbrain.engine.hooks import Hook
-from mtbrain.engine.trainer import NonFiniteLossError, Trainer
+from mtbrain.engine.trainer import NonFiniteLossError, Trainer, cosine_factor
 from mtbrain.models.checkpoint import read_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -366,6 +366,37 @@ def test_time_budget_stops_cleanly_after_one_step(tmp_path: Path) -> None:
     assert len(read_log(out / "log.csv")) == 1
     assert json.loads((out / "summary.json").read_text())["stop_reason"] == summary["stop_reason"]
     mtbrain.Model.load(out / "last.pt")
+
+
+def test_cosine_factor_follows_the_budget_when_it_runs_ahead_of_the_steps() -> None:
+    kw = {"warmup": 10, "total": 110, "min_ratio": 0.02}
+    assert cosine_factor(0, **kw) == pytest.approx(0.1)                  # warm-up
+    assert cosine_factor(10, **kw) == pytest.approx(1.0)                 # peak
+    assert cosine_factor(60, **kw) == pytest.approx(0.51)                # half-way: (1 + 0.02) / 2
+    assert cosine_factor(110, **kw) == pytest.approx(0.02)               # end
+    assert cosine_factor(20, **kw, spent=0.5) == pytest.approx(0.51)     # time is ahead
+    assert cosine_factor(90, **kw, spent=0.5) == pytest.approx(cosine_factor(90, **kw))
+    assert cosine_factor(20, **kw, spent=1.0) == pytest.approx(0.02)     # budget spent
+    assert cosine_factor(3, **kw, spent=1.0) == pytest.approx(0.02)      # even in warm-up
+
+
+def test_schedule_to_budget_anneals_by_the_time_spent(tmp_path: Path) -> None:
+    """With ``schedule_to_budget`` the learning rate follows the share of ``max_time_s``
+    spent (here pretended through ``elapsed_s``) rather than the step count."""
+    lrs = {}
+    for fit in (False, True):
+        trainer = Trainer(config("train.max_time_s=1000", "train.epochs=50", "train.lr=0.01",
+                                 "train.warmup_epochs=0", f"train.schedule_to_budget={fit}"),
+                          tmp_path / f"run{fit}", log=False)
+        trainer.setup()
+        trainer.elapsed_s = 750.0                  # three quarters of the budget spent
+        assert trainer.budget_fraction() == pytest.approx(0.75)
+        trainer.optimizer.step()                   # no gradients: changes nothing
+        trainer.scheduler.step()
+        lrs[fit] = trainer.optimizer.param_groups[-1]["lr"]
+    assert lrs[False] == pytest.approx(0.01, rel=1e-3)      # step 1 of 150: still at the peak
+    expected = 0.01 * cosine_factor(1, warmup=0, total=150, min_ratio=0.02, spent=0.75)
+    assert lrs[True] == pytest.approx(expected) and lrs[True] < 0.002
 
 
 # --------------------------------------------------------------------------- mixed data
