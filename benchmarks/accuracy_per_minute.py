@@ -5,16 +5,15 @@ For each budget, :func:`mtbrain.eval.compare.compare` trains the mtbrain config 
 baseline from scratch on the split's train part with that training-time budget and scores
 both on the split's test part with the one evaluator. Each budget is its own run (a 5-minute
 run is not the first 5 minutes of a 20-minute one): ultralytics fits its epochs to the
-budget; mtbrain's trainer stops at the budget, its schedule following ``train.epochs``, so
-give ``--epochs-per-minute E`` (``train.epochs = round(E x minutes)``, measure E once) for
-a schedule that ends near each budget. Each budget has its own folder ``OUT/<minutes>min``;
-finished entries are reused, so an interrupted run resumes.
+budget; mtbrain's trainer is run with ``train.schedule_to_budget=true``, so its cosine
+schedule ends with each budget too (``train.epochs`` of the config is only a cap). Each
+budget has its own folder ``OUT/<minutes>min``; finished entries are reused, so an
+interrupted run resumes.
 
 The full measurement takes about twice the sum of the budgets (70 minutes for 5, 10, 20)::
 
     python benchmarks/accuracy_per_minute.py --split runs/lite0/split.json \\
-        --config configs/quick_cpu.yaml --yolo-config configs/yolo_baseline.yaml \\
-        --epochs-per-minute 0.5
+        --config configs/mri_bbox_effnet_lite0.yaml --yolo-config configs/yolo_baseline.yaml
 
 ``--smoke`` checks the machinery in about two minutes: a tiny synthetic split, tiny models
 at 64 px, budgets in seconds (``--minutes 0.25 0.5``); its figures mean nothing.
@@ -92,9 +91,6 @@ def main() -> int:
                         help="training budgets in minutes")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE", help="override for the mtbrain config")
-    parser.add_argument("--epochs-per-minute", type=float, default=None, metavar="E",
-                        help="mtbrain train.epochs = round(E x minutes) per budget (default: "
-                        "the config's epochs)")
     parser.add_argument("--out", default="runs/accuracy_per_minute")
     parser.add_argument("--no-yolo", action="store_true", help="mtbrain only")
     parser.add_argument("--smoke", action="store_true",
@@ -109,9 +105,7 @@ def main() -> int:
     results = []
     for minutes in args.minutes:
         print(f"== {minutes:g} min budget", flush=True)
-        overrides = list(args.overrides)
-        if args.epochs_per_minute:
-            overrides.append(f"train.epochs={max(1, round(args.epochs_per_minute * minutes))}")
+        overrides = ["train.schedule_to_budget=true", *args.overrides]
         rows = compare(split, out / f"{minutes:g}min", configs=[config],
                        yolo_config=None if args.no_yolo else yolo, budget_s=60 * minutes,
                        overrides=overrides)

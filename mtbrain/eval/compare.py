@@ -48,13 +48,29 @@ def _train_config(config: Path, split: Path, out: Path, budget_s: float,
     if done.exists() and (out / "train" / "best.pt").exists():
         summary = json.loads(done.read_text())  # trained; killed while scoring: score only
     else:
-        cfg = load_config(config, data=[str(split)],
+        cfg = load_config(config, data=[str(split), *extra_datasets(config)],
                           overrides=[*overrides, f"train.max_time_s={budget_s}"])
         resume = (out / "train" / "last.pt").exists()  # an interrupted comparison continues
         summary = Trainer(cfg, out / "train", resume=resume, log=False).train()
     metrics = _evaluate_checkpoint(out / "train" / "best.pt", split, out)
     metrics["train_s"] = summary["elapsed_s"]
     return metrics
+
+
+def extra_datasets(config: Path) -> list[str]:
+    """Paths of the data sets a config mixes in after its first (box-annotated) one.
+
+    A comparison replaces the first set by the split and keeps these (for example the
+    classification-only set of the reference config, trained through the masked loss);
+    the trainer drops their images that duplicate a validation or test image of the split.
+    """
+    from mtbrain.config import read_yaml
+
+    data = read_yaml(config).get("data")
+    datasets = data.get("datasets") if isinstance(data, dict) else None
+    if not isinstance(datasets, list):
+        return []
+    return [str(d["path"]) for d in datasets[1:] if isinstance(d, dict) and "path" in d]
 
 
 def epochs_override(overrides: Sequence[str]) -> int | None:
@@ -97,7 +113,8 @@ def compare(split: str | Path, out_dir: str | Path, *, configs: Sequence[str | P
     Args:
         split: A split file with train, val and test parts (``mtbrain split``).
         out_dir: Output folder; finished entries in it are reused.
-        configs: mtbrain training configs (their data sets are replaced by the split).
+        configs: mtbrain training configs (their first, box-annotated data set is replaced
+            by the split; further sets they mix in are kept, see :func:`extra_datasets`).
         checkpoints: Already trained mtbrain checkpoints (evaluated only).
         yolo_config: A YOLO baseline config (``configs/yolo_baseline.yaml``), or ``None``.
         budget_s: Training time budget of every trained entry, in seconds (0: no time

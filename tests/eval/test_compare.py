@@ -62,3 +62,30 @@ def test_compare_trains_scores_and_resumes(tmp_path: Path, split: Path,
 def test_compare_needs_something(split: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["compare", "--split", str(split)]) == 2
     assert "nothing to compare" in capsys.readouterr().err
+
+
+def test_compare_keeps_the_sets_a_config_mixes_in(tmp_path: Path, split: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The split replaces the config's box set only; a classification-only set it mixes in
+    (with its weight) still trains, minus its duplicates of the split's val/test images."""
+    from mtbrain.engine import trainer as trainer_module
+    from mtbrain.eval.compare import compare, extra_datasets
+
+    cfg = tmp_path / "mixed.yaml"
+    cfg.write_text(yaml.safe_dump({**TINY, "data": {**TINY["data"], "datasets": [
+        {"path": "somewhere/else"}, {"path": str(tmp_path / "syn"), "weight": 0.25}]}}))
+    assert extra_datasets(cfg) == [str(tmp_path / "syn")]
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    class Spy:
+        def __init__(self, cfg, out, **kw):
+            seen["datasets"] = [(d.path, d.weight) for d in cfg.data.datasets]
+            raise Stop
+
+    monkeypatch.setattr(trainer_module, "Trainer", Spy)
+    with pytest.raises(Stop):
+        compare(split, tmp_path / "cmp", configs=[cfg], budget_s=5, log=lambda m: None)
+    assert seen["datasets"] == [(str(split), 1.0), (str(tmp_path / "syn"), 0.25)]
