@@ -214,11 +214,14 @@ class Trainer:
         total = max(1, steps * tc.epochs)
         warmup = int(round(tc.warmup_epochs * steps))
         by_budget = tc.schedule_to_budget and tc.max_time_s > 0
+        spent_at: dict[int, float] = {}  # one clock reading per step for all param groups
 
         def factor(step: int) -> float:
-            spent = self.budget_fraction() if by_budget else 0.0
+            if by_budget and step not in spent_at:
+                spent_at.clear()
+                spent_at[step] = self.budget_fraction()
             return cosine_factor(step, warmup=warmup, total=total, min_ratio=tc.min_lr_ratio,
-                                 spent=spent)
+                                 spent=spent_at.get(step, 0.0))
 
         return torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
 
