@@ -818,6 +818,12 @@ class YoloBaselineConfig:
         return from_dict(cls, values, prefix="yolo")
 
 
+def count_yolo_parameters(weights: str | Path) -> int:
+    """Number of parameters of a trained YOLO model (``best.pt``)."""
+    with ultralytics_session():
+        return sum(p.numel() for p in load_yolo(weights).model.parameters())
+
+
 def run_yolo_baseline(train: RecordSet, val: RecordSet, test: RecordSet, out_dir: str | Path,
                       config: YoloBaselineConfig | None = None) -> dict[str, Any]:
     """Export, train, predict ``test`` and score it with the one evaluator.
@@ -828,7 +834,7 @@ def run_yolo_baseline(train: RecordSet, val: RecordSet, test: RecordSet, out_dir
 
     Returns:
         The metrics of :func:`mtbrain.eval.evaluate.score_predictions`, plus ``model``,
-        ``weights``, ``train_s`` and ``predict_s``.
+        ``weights``, ``train_s``, ``predict_s`` and ``params_m`` (millions of parameters).
     """
     from mtbrain.eval.evaluate import render_report, score_predictions
 
@@ -849,7 +855,7 @@ def run_yolo_baseline(train: RecordSet, val: RecordSet, test: RecordSet, out_dir
     metrics = score_predictions(test, preds, train.classes)
     metrics.update({"data": str(test.root), "model": f"yolo:{cfg.model}", "weights": str(weights),
                     "train_s": round(train_s, 2), "predict_s": round(predict_s, 2),
-                    "config": asdict(cfg)})
+                    "params_m": count_yolo_parameters(weights) / 1e6, "config": asdict(cfg)})
     write_json(out / "predictions.json", preds)
     write_text(out / "report.md", render_report(metrics, title=f"YOLO baseline ({cfg.model}) "
                                                 f"on {test.root}"))

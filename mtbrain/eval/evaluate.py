@@ -48,6 +48,7 @@ box, and the box's share of the image as the chance level, per true class), unde
 from __future__ import annotations
 
 import html
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -569,11 +570,14 @@ def evaluate(model: Any, records: RecordSet, out_dir: str | Path, *, batch_size:
         require_captum()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
     predictions = predict_records(model, records, batch_size=batch_size,
                                   num_workers=num_workers, progress=progress, tta_flip=tta_flip)
+    predict_s = time.perf_counter() - started
     metrics = score_predictions(records, predictions, model.classes)
     metrics["data"] = str(records.root)
     metrics["tta_flip"] = tta_flip
+    metrics["predict_s"] = round(predict_s, 3)  # decoding and the model, no scoring or plots
     write_json(out / "predictions.json", predictions)
     plot_confusion(metrics, out / "confusion_matrix.png")
     plot_roc(metrics, out / "roc.png")

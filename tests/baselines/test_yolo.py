@@ -396,6 +396,7 @@ def test_run_yolo_baseline_from_config(syn: RecordSet, tmp_path: Path, no_networ
     for name in ("predictions.json", "metrics.json", "report.md"):
         assert (tmp_path / "out" / name).is_file()
     assert json.loads((tmp_path / "out" / "metrics.json").read_text())["train_s"] > 0
+    assert 2.9 < metrics["params_m"] < 3.1  # YOLOv8n with a 4-class detect head: 3.01 M
     assert no_network == []
     bad = tmp_path / "bad.yaml"
     bad.write_text("yolo:\n  epoch: 3\n")
