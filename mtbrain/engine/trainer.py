@@ -184,8 +184,8 @@ class Trainer:
                       box_head=mc.box_head, box_head_options=mc.box_head_options,
                       loss=self.cfg.loss, box_threshold=mc.box_threshold)
         model.to(self.device)
-        if self.cfg.train.channels_last:
-            model.to(memory_format=torch.channels_last)
+        if not self.cfg.train.channels_last:  # models are built channels-last
+            model.to(memory_format=torch.contiguous_format)
         return model
 
     def _param_groups(self) -> list[dict[str, Any]]:

@@ -410,6 +410,10 @@ class Model(nn.Module):
             "pixel_mean", torch.tensor(cfg.mean).view(1, -1, 1, 1), persistent=False
         )
         self.register_buffer("pixel_std", torch.tensor(cfg.std).view(1, -1, 1, 1), persistent=False)
+        # Channels-last weights from the start (built, loaded or trained alike): convolutions
+        # run about twice as fast on CPU (oneDNN) as with contiguous weights; predict() makes
+        # its inputs channels-last too.
+        self.to(memory_format=torch.channels_last)
 
     @classmethod
     def from_config(
@@ -531,7 +535,8 @@ class Model(nn.Module):
         device = next(self.parameters()).device
 
         def run(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-            images = torch.from_numpy(batch).to(device)
+            images = torch.from_numpy(batch).to(device).contiguous(
+                memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=torch.bfloat16,
                                 enabled=precision == "bf16"):
                 out = self(images)
