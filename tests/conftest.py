@@ -7,8 +7,9 @@ skips with a clear reason when the folder is absent.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,35 @@ DEFAULT_KAGGLE_SPEC: dict[str, dict[str, LabelSpec]] = {
     "No Tumor": {"n1.jpg": ["2 0.5 0.5 0.75 0.75"]},  # whole-brain box, as in the Kaggle set
     "Pituitary": {"p1.png": ["3 0.5 0.5 0.125 0.25"]},
 }
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int) -> Iterator[None]:
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def single_thread() -> Callable[[], contextlib.AbstractContextManager[None]]:
+    """``with single_thread():`` runs torch with one thread inside the block (for module- and
+    session-scoped fixtures, which cannot use :func:`one_thread`)."""
+    return lambda: _torch_threads(1)
+
+
+@pytest.fixture
+def one_thread(single_thread: Callable[[], contextlib.AbstractContextManager[None]],
+               ) -> Iterator[None]:
+    """One torch thread for the test. Tiny 64 px models gain nothing from 2 threads, and
+    OpenMP with 2 threads on 2 busy cores (other processes, data-loader workers) is up to
+    100x slower."""
+    with single_thread():
+        yield
 
 
 @pytest.fixture

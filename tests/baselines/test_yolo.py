@@ -303,17 +303,6 @@ def test_missing_weights_are_not_downloaded(tmp_path: Path, no_network: list) ->
 # --------------------------------------------------------------------------- a real, tiny run
 
 
-@pytest.fixture
-def one_thread() -> object:
-    """A 64 px YOLO gains nothing from 2 threads; on 2 busy cores it is ~10x slower."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_session_is_offline_and_restores_process_state(monkeypatch: pytest.MonkeyPatch,
                                                        no_network: list) -> None:
     import cv2

@@ -19,7 +19,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TUTORIALS = sorted((REPO_ROOT / "docs" / "tutorials").glob("*.md"))
@@ -46,7 +45,7 @@ def test_code_blocks_parser() -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("page", TUTORIALS, ids=[p.stem for p in TUTORIALS])
 def test_tutorial_runs(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                       request: pytest.FixtureRequest) -> None:
+                       one_thread: None) -> None:
     blocks = code_blocks(page.read_text(encoding="utf-8"))
     assert blocks, f"{page.name} has no executable code block"
     bin_dir = str(Path(sys.executable).parent)
@@ -54,9 +53,6 @@ def test_tutorial_runs(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPat
            "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
            "PYTHONPATH": str(REPO_ROOT), "MPLBACKEND": "Agg",
            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    request.addfinalizer(lambda: torch.set_num_threads(threads))
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MTBRAIN_REPO", str(REPO_ROOT))
     monkeypatch.setenv("MPLBACKEND", "Agg")

@@ -11,13 +11,7 @@ from mtbrain.engine.checkpoint import load_training_checkpoint, save_training_ch
 from mtbrain.errors import DataError
 from mtbrain.models import Model
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _model(**kw) -> Model:

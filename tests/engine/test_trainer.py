@@ -56,13 +56,9 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def env(cache_dir: Path, monkeypatch: pytest.MonkeyPatch):
+def env(cache_dir: Path, monkeypatch: pytest.MonkeyPatch, one_thread: None) -> None:
     """Nothing in the home folder; one torch thread (as the subprocesses, see sub_env)."""
     monkeypatch.setenv("MTBRAIN_CACHE", str(cache_dir))
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def sub_env(cache_dir: Path) -> dict[str, str]:

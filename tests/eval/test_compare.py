@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 
 import mtbrain  # noqa: F401  (offline env before timm)
@@ -19,13 +18,10 @@ TINY = {"model": {"backbone": "mobilenetv3_small_050", "pretrained": False},
 
 
 @pytest.fixture
-def split(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Path:
+def split(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_thread: None) -> Path:
     from mtbrain.data.synthetic import generate
 
     monkeypatch.setenv("MTBRAIN_CACHE", str(tmp_path / "cache"))
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: 2 threads on 2 busy cores only slow them down
-    request.addfinalizer(lambda: torch.set_num_threads(before))
     data = generate(tmp_path / "syn", n_per_class=6, size=64, seed=0)
     out = tmp_path / "split.json"
     assert main(["split", str(data), "--out", str(out), "--val", "0.25", "--test", "0.25"]) == 0

@@ -7,7 +7,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 
 import mtbrain  # noqa: F401  (offline env before timm)
@@ -29,15 +28,12 @@ def _config(folder: Path, name: str, backbone: str, box_head: str = "dense") -> 
 
 @pytest.fixture
 def study_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-               request: pytest.FixtureRequest) -> dict[str, Path]:
+               one_thread: None) -> dict[str, Path]:
     """A small synthetic set with planted duplicates, another set sharing two of its
     images, and two tiny configs (one multitask, one classification-only)."""
     from mtbrain.data.synthetic import generate, plant_duplicates
 
     monkeypatch.setenv("MTBRAIN_CACHE", str(tmp_path / "cache"))
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    request.addfinalizer(lambda: torch.set_num_threads(before))
     data = generate(tmp_path / "syn", n_per_class=6, size=96, seed=0)
     pairs = plant_duplicates(data, n_exact=3, n_near=0, seed=0)
     other = generate(tmp_path / "other", n_per_class=2, size=96, seed=1)

@@ -7,6 +7,7 @@ Shared by the Grad-CAM, Gradient SHAP and entry-point tests: trained once per se
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 
 import pytest
 import torch
@@ -37,12 +38,8 @@ def squares(n: int, g: torch.Generator, side: int = SIDE, label: int | None = No
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny 64 px models are fastest with one thread on the shared cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_thread: None) -> None:
+    """Every explain test runs with one torch thread (tests/conftest.py)."""
 
 
 @pytest.fixture
@@ -52,12 +49,10 @@ def make_squares() -> Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tens
 
 
 @pytest.fixture(scope="session")
-def squares_model() -> Model:
+def squares_model(single_thread: Callable[[], AbstractContextManager[None]]) -> Model:
     """A resnet18 (64 px, classes ``class_0``/``class_1``) that tells class 1 by its square,
     with accuracy above 0.9 on fresh toy images; returned in eval mode."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with single_thread():
         torch.manual_seed(0)
         model = Model(backbone="resnet18", img_size=SIZE, num_classes=2, pretrained=False)
         opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
@@ -76,6 +71,4 @@ def squares_model() -> Model:
         with torch.no_grad():
             acc = (model(x)["logits"].argmax(1) == y).float().mean().item()
         assert acc > 0.9, f"the toy model did not learn its task (accuracy {acc:.2f})"
-    finally:
-        torch.set_num_threads(before)
     return model

@@ -48,12 +48,10 @@ def images(slices) -> tuple[list[np.ndarray], list[str]]:
 
 
 @pytest.fixture(scope="module")
-def trained(slices, tmp_path_factory) -> tuple[Model, Path]:
+def trained(slices, tmp_path_factory, single_thread) -> tuple[Model, Path]:
     """A tiny model that has learnt the classes and boxes of ``slices`` (multitask loss),
     and its fp32 ONNX export."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with single_thread():
         torch.manual_seed(0)
         model = Model(backbone="mobilenetv3_small_050", img_size=SIZE, box_threshold=0.0)
         x = torch.from_numpy(np.stack([prepare_gray(model.config, s.image)[0] for s in slices]))
@@ -77,8 +75,6 @@ def trained(slices, tmp_path_factory) -> tuple[Model, Path]:
             loss.backward()
             opt.step()
         model.eval()
-    finally:
-        torch.set_num_threads(before)
     return model, export_onnx(model, tmp_path_factory.mktemp("q") / "fp32.onnx")
 
 

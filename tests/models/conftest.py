@@ -14,13 +14,8 @@ SIZE = 64
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny 64 px models gain nothing from 2 threads, and OpenMP with 2 threads on 2 busy
-    cores (other processes, data-loader workers) is up to 100x slower: use one."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_thread: None) -> None:
+    """Every test of the models package runs with one torch thread (tests/conftest.py)."""
 
 
 def _targets(
