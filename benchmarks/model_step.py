@@ -1,9 +1,10 @@
 """Time one training step (forward + backward) of mtbrain.Model on random data.
 
-Prints seconds per batch and images/s for each combination of box head, precision and
-memory format, e.g.::
+Prints seconds per batch and images/s for each combination of box head, precision,
+memory format and number of frozen backbone stages (``train.freeze_stages``), e.g.::
 
     .venv/bin/python benchmarks/model_step.py --backbone tf_efficientnet_lite0 --size 256 --batch 32
+    .venv/bin/python benchmarks/model_step.py --heads dense16 --modes fp32+cl,bf16+cl --freeze 0,2,3
 """
 
 from __future__ import annotations
@@ -74,36 +75,39 @@ def main() -> None:
         help="pooled, dense16 (dense, out_stride 16), dense8 (out_stride 8)",
     )
     ap.add_argument("--modes", default="fp32,bf16,fp32+cl,bf16+cl")
+    ap.add_argument("--freeze", default="0", help="stem + N stages frozen, comma-separated")
     args = ap.parse_args()
     print(
         f"torch {torch.__version__}, threads {torch.get_num_threads()}, {args.backbone} "
         f"{args.size}px batch {args.batch} (median of {args.steps} steps)"
     )
     images, targets = make_batch(args.batch, args.size)
-    for head in args.heads.split(","):
-        for mode in args.modes.split(","):
-            torch.manual_seed(0)
-            kind, opts = (
-                ("pooled", {})
-                if head == "pooled"
-                else ("dense", {"out_stride": 8 if head == "dense8" else 16})
-            )
-            model = Model(
-                backbone=args.backbone, img_size=args.size, box_head=kind, box_head_options=opts
-            )
-            sec = time_step(
-                model,
-                images,
-                targets,
-                bf16="bf16" in mode,
-                channels_last="cl" in mode,
-                steps=args.steps,
-                warmup=args.warmup,
-            )
-            print(
-                f"  head={head:7s} {mode:8s} {sec:6.3f} s/batch  {args.batch / sec:6.1f} img/s",
-                flush=True,
-            )
+    cases = [(h, m, int(f)) for h in args.heads.split(",") for f in args.freeze.split(",")
+             for m in args.modes.split(",")]
+    for head, mode, freeze in cases:
+        torch.manual_seed(0)
+        kind, opts = (
+            ("pooled", {})
+            if head == "pooled"
+            else ("dense", {"out_stride": 8 if head == "dense8" else 16})
+        )
+        model = Model(
+            backbone=args.backbone, img_size=args.size, box_head=kind, box_head_options=opts
+        )
+        model.backbone.freeze_stages(freeze)
+        sec = time_step(
+            model,
+            images,
+            targets,
+            bf16="bf16" in mode,
+            channels_last="cl" in mode,
+            steps=args.steps,
+            warmup=args.warmup,
+        )
+        print(
+            f"  head={head:7s} {mode:8s} freeze={freeze} {sec:6.3f} s/batch  {args.batch / sec:6.1f} img/s",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -127,6 +127,10 @@ class TrainSection:
         early_stop_patience: Stop after this many epochs without improvement (0: never).
         min_delta: Smallest change of the monitored value that counts as improvement.
         freeze_backbone_epochs: Train only the heads for the first N epochs.
+        freeze_stages: Keep the backbone's stem and its first N stages frozen for the
+            whole run (timm's stage grouping; 0: train everything). The backward pass
+            then stops above them: ImageNet's low-level filters serve MRI well, and a
+            training step of Lite0 at 256 px costs a third less with 2.
         grad_clip: Clip the gradient norm to this value (0: off).
         precision: ``fp32`` or ``bf16`` (autocast). bf16 is not always faster: Lite0 on a
             2-vCPU Xeon with AMX trains slower in bf16 than in fp32; measure with
@@ -144,6 +148,12 @@ class TrainSection:
         deterministic: Ask PyTorch for deterministic algorithms.
         ema: Keep an exponential moving average of the weights (decay), 0 to disable.
         tta_flip: Validate with horizontal-flip test-time augmentation.
+        val_every: Validate every N epochs, and always after the last one (also when the
+            time budget or early stopping ends the run); 0: only after the last one. Epochs without validation log no
+            validation values, cannot become ``best.pt`` and do not count for early
+            stopping or the plateau scheduler. With ``schedule_to_budget`` the last epoch
+            is nearly always the best, and validating less leaves more of the budget to
+            training (a validation of 712 images costs about a fifth of an epoch).
         tensorboard: Also log to TensorBoard (needs the ``tensorboard`` package).
     """
 
@@ -162,6 +172,7 @@ class TrainSection:
     early_stop_patience: int = 0
     min_delta: float = 0.0
     freeze_backbone_epochs: int = 0
+    freeze_stages: int = 0
     grad_clip: float = 5.0
     precision: Literal["fp32", "bf16"] = "fp32"
     channels_last: bool = True
@@ -172,6 +183,7 @@ class TrainSection:
     deterministic: bool = False
     ema: float = 0.0
     tta_flip: bool = False
+    val_every: int = 1
     tensorboard: bool = False
 
 
@@ -232,6 +244,11 @@ def load_config(path: str | Path | None = None, *, overrides: list[str] | None =
         raise ConfigError("data.datasets is empty: name at least one data set")
     if cfg.data.size < 32 or cfg.data.size % 32:
         raise ConfigError(f"data.size={cfg.data.size}: must be a multiple of 32, at least 32")
+    if cfg.train.val_every < 0:
+        raise ConfigError(f"train.val_every={cfg.train.val_every}: must be at least 0 "
+                          "(0: validate only after the last epoch)")
+    if cfg.train.freeze_stages < 0:
+        raise ConfigError(f"train.freeze_stages={cfg.train.freeze_stages}: must be at least 0")
     if cfg.train.batch_size < 1:
         raise ConfigError(f"train.batch_size={cfg.train.batch_size}: must be at least 1")
     if not (0 <= cfg.data.val_fraction < 1 and 0 <= cfg.data.test_fraction < 1

@@ -92,7 +92,8 @@ class TensorBoardLogger(Hook):
 
 
 class EarlyStopping(Hook):
-    """Stops training when the monitored value has not improved for ``patience`` epochs."""
+    """Stops training when the monitored value has not improved for ``patience`` validated
+    epochs (epochs skipped by ``train.val_every`` do not count)."""
 
     def __init__(self, patience: int, min_delta: float = 0.0) -> None:
         self.patience = patience
@@ -100,7 +101,7 @@ class EarlyStopping(Hook):
         self.bad_epochs = 0
 
     def after_epoch(self, trainer: Trainer, record: dict[str, Any]) -> None:
-        if self.patience <= 0:
+        if self.patience <= 0 or f"val_{trainer.monitor}" not in record:
             return
         if record.get("improved"):
             self.bad_epochs = 0

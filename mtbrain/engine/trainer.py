@@ -183,6 +183,8 @@ class Trainer:
                       drop_rate=mc.drop_rate, drop_path_rate=mc.drop_path_rate,
                       box_head=mc.box_head, box_head_options=mc.box_head_options,
                       loss=self.cfg.loss, box_threshold=mc.box_threshold)
+        self._frozen = {f"backbone.{n}"
+                        for n in model.backbone.freeze_stages(self.cfg.train.freeze_stages)}
         model.to(self.device)
         if not self.cfg.train.channels_last:  # models are built channels-last
             model.to(memory_format=torch.contiguous_format)
@@ -281,7 +283,7 @@ class Trainer:
         frozen = epoch < self.cfg.train.freeze_backbone_epochs
         for name, p in self.model.named_parameters():
             if name.startswith("backbone."):
-                p.requires_grad_(not frozen)
+                p.requires_grad_(not frozen and name not in self._frozen)
 
     def train(self) -> dict[str, Any]:
         """Run the whole training; returns the summary written to ``summary.json``."""
@@ -296,7 +298,7 @@ class Trainer:
             while self.epoch < tc.epochs and not self._should_stop():
                 start = self._epoch_start = time.monotonic()
                 train_stats = self.train_one_epoch(self.epoch)
-                val = self.validate()
+                val = self.validate() if self._validate_now() else {}
                 self.elapsed_s += time.monotonic() - start
                 self._epoch_start = None
                 self._end_epoch(train_stats, val)
@@ -308,6 +310,13 @@ class Trainer:
             write_json(self.out_dir / "summary.json", summary)
         dist.barrier()
         return summary
+
+    def _validate_now(self) -> bool:
+        """Validate after this epoch? Every ``val_every``-th (none with 0), the last, and
+        before a stop."""
+        done, every = self.epoch + 1, self.cfg.train.val_every
+        return ((every > 0 and done % every == 0) or done >= self.cfg.train.epochs
+                or self._should_stop())
 
     def _should_stop(self) -> bool:
         flag = 1.0 if self.stop_reason else 0.0

@@ -97,6 +97,10 @@ class SmallCNN(nn.Module):
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
+    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
+        """timm's parameter grouping: the stem, then one group per stage."""
+        return {"stem": r"^stem", "blocks": r"^stages\.(\d+)"}
+
     def forward_intermediates(self, x: Tensor, indices: int | list[int] | None = None, *,
                               intermediates_only: bool = False,
                               **_: Any) -> tuple[Tensor, list[Tensor]] | list[Tensor]:

@@ -19,6 +19,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -27,8 +28,9 @@ import torch
 import mtbrain  # noqa: F401  (offline env before timm)
 from mtbrain.cli import main
 from mtbrain.engine.config import load_config
-from mtbrain.engine.hooks import Hook
+from mtbrain.engine.hooks import EarlyStopping, Hook
 from mtbrain.engine.trainer import NonFiniteLossError, Trainer, cosine_factor
+from mtbrain.errors import ConfigError
 from mtbrain.models.checkpoint import read_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -317,7 +319,6 @@ def test_cli_size_not_multiple_of_32(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert code == 2
     err = capsys.readouterr().err
     assert "data.size=100" in err and "multiple of 32" in err
-    from mtbrain.errors import ConfigError
 
     with pytest.raises(ConfigError, match="data.size"):
         config("data.size=100")
@@ -362,6 +363,54 @@ def test_time_budget_stops_cleanly_after_one_step(tmp_path: Path) -> None:
     assert len(read_log(out / "log.csv")) == 1
     assert json.loads((out / "summary.json").read_text())["stop_reason"] == summary["stop_reason"]
     mtbrain.Model.load(out / "last.pt")
+
+
+def test_val_every_validates_every_nth_and_the_last_epoch(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    summary = Trainer(config("train.epochs=3", "train.val_every=2"), out, log=False).train()
+    rows = read_log(out / "log.csv")
+    assert [bool(r["val_accuracy"]) for r in rows] == [False, True, True]
+    assert rows[0]["improved"] == "False" and rows[1]["improved"] == "True"
+    assert summary["best_epoch"] in (2, 3)
+    assert (out / "best.pt").is_file()
+    with pytest.raises(ConfigError, match="train.val_every=-1"):
+        config("train.val_every=-1")
+
+
+def test_val_every_still_validates_when_the_budget_ends_the_run(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    summary = Trainer(config("train.max_time_s=0.001", "train.epochs=3", "train.val_every=0"),
+                      out, log=False).train()
+    (row,) = read_log(out / "log.csv")
+    assert "time" in summary["stop_reason"]
+    assert float(row["val_accuracy"]) >= 0 and summary["best_epoch"] == 1
+
+
+def test_early_stopping_counts_only_validated_epochs() -> None:
+    stops: list[str] = []
+    trainer = SimpleNamespace(monitor="score", request_stop=stops.append)
+    hook = EarlyStopping(patience=2)
+    for record in ({"val_score": 0.5, "improved": True}, {"improved": False},
+                   {"improved": False}, {"val_score": 0.4, "improved": False}):
+        hook.after_epoch(trainer, record)
+    assert stops == [] and hook.bad_epochs == 1
+    hook.after_epoch(trainer, {"val_score": 0.4, "improved": False})
+    assert len(stops) == 1 and "2 epochs" in stops[0]
+
+
+def test_freeze_stages_keeps_stem_and_first_stages_unchanged(tmp_path: Path) -> None:
+    """Frozen for good: also after ``freeze_backbone_epochs`` unfreezes the backbone."""
+    trainer = Trainer(config("train.freeze_stages=1", "train.freeze_backbone_epochs=1"),
+                      tmp_path / "run", log=False)
+    trainer.setup()
+    groups = trainer.model.backbone.stage_parameter_names()
+    frozen = {f"backbone.{n}" for g in groups[:2] for n in g}
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    trainer.train()
+    after = dict(trainer.model.named_parameters())
+    assert all(torch.equal(before[n], after[n]) for n in frozen)
+    later = [n for g in groups[2:] for n in g]
+    assert any(not torch.equal(before[f"backbone.{n}"], after[f"backbone.{n}"]) for n in later)
 
 
 def test_cosine_factor_follows_the_budget_when_it_runs_ahead_of_the_steps() -> None:

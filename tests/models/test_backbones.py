@@ -118,3 +118,29 @@ def test_checkpoint_path_errors_name_the_file(tmp_path) -> None:
     torch.save({"fc.weight": torch.zeros(3, 3)}, wrong)
     with pytest.raises(DataError, match=r"wrong\.pth.*do not fit"):
         Model(backbone="resnet18", checkpoint_path=wrong)
+
+
+@pytest.mark.parametrize("name", RUN)
+def test_freeze_stages_stops_the_gradient_below_the_first_trained_stage(name: str,
+                                                                        make_targets) -> None:
+    torch.manual_seed(0)
+    model = Model(backbone=name, img_size=64, classes=["a", "b"])
+    groups = model.backbone.stage_parameter_names()
+    assert len(groups) >= 4
+    assert groups[0] and all(groups)                            # a stem, then stages
+    frozen = model.backbone.freeze_stages(2)
+    assert frozen == sorted(n for g in groups[:3] for n in g)   # stem + 2 stages
+    model.train()
+    model(torch.rand(2, 1, 64, 64), make_targets([[[8, 8, 40, 30]], []], [0, 1]))["loss"].backward()
+    params = dict(model.backbone.named_parameters())
+    assert all(params[n].grad is None and not params[n].requires_grad for n in frozen)
+    trained = [n for g in groups[3:] for n in g]
+    assert trained and all(params[n].grad is not None for n in trained)
+    assert model.backbone.freeze_stages(0) == []
+
+
+def test_freeze_stages_too_many_names_the_limit() -> None:
+    backbone = Backbone("resnet18")                             # stem + 4 stages
+    with pytest.raises(ConfigError, match=r"freeze_stages=4: .*'resnet18' has 4 stages.*at most 3"):
+        backbone.freeze_stages(4)
+    assert all(p.requires_grad for p in backbone.parameters())  # nothing half-frozen
