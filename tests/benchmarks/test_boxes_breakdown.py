@@ -1,0 +1,67 @@
+"""benchmarks/boxes_breakdown.py: IoU by class, box count and tumour size."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mtbrain.data.records import Sample
+from mtbrain.errors import DataError
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "boxes_breakdown.py"
+spec = importlib.util.spec_from_file_location("boxes_breakdown", SCRIPT)
+boxes_breakdown = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(boxes_breakdown)
+
+
+def sample(rel: str, label: str, boxes: list[list[float]]) -> Sample:
+    return Sample(path=Path("/data") / rel, rel=rel, label=label, width=100, height=100,
+                  source="t", boxes=np.asarray(boxes, dtype=np.float32).reshape(-1, 4))
+
+
+SAMPLES = [
+    sample("a.jpg", "glioma", [[10, 10, 30, 30]]),                       # side 0.20
+    sample("b.jpg", "glioma", [[10, 10, 20, 20], [50, 50, 60, 60]]),     # side 0.10
+    sample("c.jpg", "pituitary", [[0, 0, 5, 5]]),                        # side 0.05
+    sample("d.jpg", "no_tumor", []),                                     # not counted
+]
+PREDICTIONS = [
+    {"image": "a.jpg", "box": [10, 10, 30, 30]},                         # IoU 1
+    {"image": "b.jpg", "box": [50, 50, 60, 65]},                         # best of two: 2/3
+    {"image": "c.jpg", "box": None},                                     # no box: 0
+    {"image": "d.jpg", "box": [1, 1, 2, 2]},
+]
+
+
+def test_rows_take_the_best_true_box_and_bin_by_size() -> None:
+    rows = boxes_breakdown.rows(SAMPLES, PREDICTIONS)
+    assert [r["iou"] for r in rows] == pytest.approx([1.0, 2 / 3, 0.0])
+    assert [r["size"] for r in rows] == [">=20%", "8-12%", "<8%"]
+    assert [r["class_boxes"] for r in rows] == ["glioma, 1", "glioma, 2", "pituitary, 1"]
+    (glioma, pituitary) = boxes_breakdown.table(rows, "class")
+    assert glioma[:2] == ("glioma", 2) and glioma[2] == pytest.approx(5 / 6)
+    assert glioma[3] == 1.0 and pituitary[1:] == (1, 0.0, 0.0)
+    assert [g for g, *_ in boxes_breakdown.table(rows, "size")] == ["<8%", "8-12%", ">=20%"]
+    assert boxes_breakdown.count_label(5) == "3+"
+
+
+def test_a_missing_prediction_names_the_image() -> None:
+    with pytest.raises(DataError, match="b.jpg"):
+        boxes_breakdown.rows(SAMPLES, PREDICTIONS[:1])
+
+
+def test_command_line_errors_name_the_file(tmp_path: Path) -> None:
+    missing = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "none.json"),
+                              "--data", str(tmp_path)], capture_output=True, text=True)
+    assert missing.returncode != 0 and "none.json" in missing.stderr
+    preds = tmp_path / "p.json"
+    preds.write_text(json.dumps(PREDICTIONS))
+    nodata = subprocess.run([sys.executable, str(SCRIPT), str(preds), "--data",
+                             str(tmp_path / "nodata")], capture_output=True, text=True)
+    assert nodata.returncode != 0 and "nodata" in nodata.stderr
