@@ -15,7 +15,6 @@ share of the image side (square root of the image area).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -29,6 +28,7 @@ from mtbrain.data import load_dataset
 from mtbrain.data.records import Sample
 from mtbrain.errors import DataError
 from mtbrain.eval.metrics import best_ious
+from mtbrain.eval.predictions import read_predictions
 
 SIZE_EDGES: tuple[float, ...] = (0.08, 0.12, 0.20)
 
@@ -87,10 +87,7 @@ def main() -> int:
     args = parser.parse_args()
     path = Path(args.predictions)
     try:
-        predictions = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise SystemExit(f"{path}: cannot read a predictions file: {e}") from None
-    try:
+        predictions = read_predictions(path)
         items = rows(load_dataset(args.data), predictions)
     except DataError as e:
         raise SystemExit(str(e)) from None

@@ -14,11 +14,13 @@ tried in order (the first that matches wins; names matching none are ``other``):
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 from collections import defaultdict
 from pathlib import Path
+
+from mtbrain.errors import DataError
+from mtbrain.eval.predictions import read_predictions
 
 # Folder names of the Kaggle box set -> contract class names.
 FOLDERS = {"glioma": "glioma", "meningioma": "meningioma", "no tumor": "no_tumor",
@@ -65,9 +67,9 @@ def main() -> int:
     args = parser.parse_args()
     path = Path(args.predictions)
     try:
-        records = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise SystemExit(f"{path}: cannot read a predictions file: {e}") from None
+        records = read_predictions(path)
+    except DataError as e:
+        raise SystemExit(str(e)) from None
     counts = tally(records, parse_sources(args.source or ["Tr/Te-xx=^T[re]-"]))
     if not counts:
         raise SystemExit(f"{path}: no image has a class folder as its first path part")

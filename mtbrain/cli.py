@@ -623,42 +623,6 @@ def add_visualize_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
     return parser
 
 
-def _read_predictions(path: str) -> list[dict[str, Any]]:
-    """The records of a predictions file, checked enough to draw them."""
-    import json
-    from pathlib import Path
-
-    file = Path(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise DataError("predictions file not found", path=file) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"cannot read the predictions file: {exc}", path=file) from None
-    try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DataError(f"not valid JSON: {exc.msg} (column {exc.colno})", path=file,
-                        line=exc.lineno) from None
-    if not isinstance(obj, list):
-        raise DataError(f"a predictions file holds a JSON list of records (as written by "
-                        f"`mtbrain predict`), this one holds a {type(obj).__name__}", path=file)
-    if not obj:
-        raise DataError("the predictions list is empty: nothing to draw", path=file)
-    for i, rec in enumerate(obj):
-        if not isinstance(rec, dict) or not isinstance(rec.get("image"), str):
-            raise DataError(f"record {i} is not an object with an 'image' name", path=file)
-        box = rec.get("box")
-        if box is not None and not (isinstance(box, list) and len(box) == 4 and all(
-                isinstance(v, int | float) and not isinstance(v, bool) for v in box)):
-            raise DataError(f"record {i} ({rec['image']}): 'box' must be [x1, y1, x2, y2] "
-                            f"or null, got {box!r}", path=file)
-        if rec.get("error") is None and not isinstance(rec.get("label"), str):
-            raise DataError(f"record {i} ({rec['image']}): no 'label' (and no 'error')",
-                            path=file)
-    return obj
-
-
 def _match_predictions(predictions: list[dict[str, Any]], records: Any, path: str,
                        data: str) -> list[dict[str, Any]]:
     """The predictions of samples of ``records``, named by the samples' ``rel``.
@@ -736,6 +700,7 @@ def _predict_for_grid(args: argparse.Namespace, records: Any,
 def run_visualize(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from mtbrain.eval.predictions import read_predictions
     from mtbrain.io import atomic_write
     from mtbrain.viz.draw import grid, select_samples
 
@@ -748,7 +713,7 @@ def run_visualize(args: argparse.Namespace) -> int:
     if args.only_errors and not (args.predictions or args.checkpoint):
         raise ConfigError("--only-errors needs predictions: give --predictions PREDS.json or "
                           "--checkpoint CKPT")
-    predictions = _read_predictions(args.predictions) if args.predictions else None
+    predictions = read_predictions(args.predictions) if args.predictions else None
     records = _load(args.data, args)
     if len(records.problems):
         print(f"warning: {args.data}: {records.problems.summary()}", file=sys.stderr)

@@ -32,10 +32,10 @@ SAMPLES = [
     sample("d.jpg", "no_tumor", []),                                     # not counted
 ]
 PREDICTIONS = [
-    {"image": "a.jpg", "box": [10, 10, 30, 30]},                         # IoU 1
-    {"image": "b.jpg", "box": [50, 50, 60, 65]},                         # best of two: 2/3
-    {"image": "c.jpg", "box": None},                                     # no box: 0
-    {"image": "d.jpg", "box": [1, 1, 2, 2]},
+    {"image": "a.jpg", "label": "glioma", "box": [10, 10, 30, 30]},                         # IoU 1
+    {"image": "b.jpg", "label": "glioma", "box": [50, 50, 60, 65]},                         # best of two: 2/3
+    {"image": "c.jpg", "label": "glioma", "box": None},                                     # no box: 0
+    {"image": "d.jpg", "label": "glioma", "box": [1, 1, 2, 2]},
 ]
 
 
