@@ -15,9 +15,9 @@ share of the image side (square root of the image area).
 from __future__ import annotations
 
 import argparse
+import bisect
 import sys
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,21 +25,18 @@ import numpy as np
 
 import mtbrain  # noqa: F401  (offline environment before timm)
 from mtbrain.data import load_dataset
-from mtbrain.data.records import Sample
+from mtbrain.data.records import RecordSet
 from mtbrain.errors import DataError
 from mtbrain.eval.metrics import best_ious
-from mtbrain.eval.predictions import read_predictions
+from mtbrain.eval.predictions import match_predictions, read_predictions
 
 SIZE_EDGES: tuple[float, ...] = (0.08, 0.12, 0.20)
+SIZE_BINS: tuple[str, ...] = ("<8%", "8-12%", "12-20%", ">=20%")
 
 
-def size_bin(side: float, edges: Sequence[float] = SIZE_EDGES) -> str:
-    """``"<8%"``, ``"8-12%"``, ... ``">=20%"`` for a relative box side."""
-    pct = [f"{100 * e:g}%" for e in edges]
-    for i, edge in enumerate(edges):
-        if side < edge:
-            return f"<{pct[0]}" if i == 0 else f"{pct[i - 1][:-1]}-{pct[i]}"
-    return f">={pct[-1]}"
+def size_bin(side: float) -> str:
+    """The :data:`SIZE_BINS` label of a relative box side (``0.08`` is ``"8-12%"``)."""
+    return SIZE_BINS[bisect.bisect_right(SIZE_EDGES, side)]
 
 
 def count_label(n: int) -> str:
@@ -47,9 +44,14 @@ def count_label(n: int) -> str:
     return str(n) if n < 3 else "3+"
 
 
-def rows(samples: Iterable[Sample], predictions: Sequence[dict[str, Any]]) -> list[dict]:
-    """One row per image with a tumour box: class, box count, size bin and best IoU."""
-    by_image = {str(p.get("image")): p for p in predictions}
+def rows(samples: RecordSet, predictions: list[dict[str, Any]], *, path: str | Path = "",
+         data: str = "") -> list[dict]:
+    """One row per image with a tumour box: class, class and box count, size bin, best IoU.
+
+    Predictions are matched to the samples as everywhere (:func:`match_predictions`:
+    by ``rel`` or by file path); a tumour image without a prediction is an error.
+    """
+    by_image = {p["image"]: p for p in match_predictions(predictions, samples, path, data)}
     out = []
     for s in samples:
         gt = np.asarray(s.boxes, dtype=np.float64).reshape(-1, 4)
@@ -62,18 +64,17 @@ def rows(samples: Iterable[Sample], predictions: Sequence[dict[str, Any]]) -> li
         (iou,) = best_ious([box], [gt])
         areas = (gt[:, 2] - gt[:, 0]) * (gt[:, 3] - gt[:, 1])
         side = float(np.sqrt(areas.max() / (s.width * s.height)))
-        out.append({"class": s.label, "boxes": count_label(len(gt)),
-                    "class_boxes": f"{s.label}, {count_label(len(gt))}",
+        out.append({"class": s.label, "class_boxes": f"{s.label}, {count_label(len(gt))}",
                     "size": size_bin(side), "iou": float(iou)})
     return out
 
 
 def table(items: list[dict], key: str) -> list[tuple[str, int, float, float]]:
-    """``(group, images, mean IoU, IoU >= 0.5 share)`` per value of ``key``, in the order
-    the groups first appear after sorting by that key (size bins from small to large)."""
+    """``(group, images, mean IoU, IoU >= 0.5 share)`` per value of ``key``, sorted (size
+    bins from small to large)."""
     groups: dict[str, list[float]] = defaultdict(list)
-    order = [size_bin(e - 1e-9) for e in SIZE_EDGES] + [size_bin(1.0)]
-    for r in sorted(items, key=lambda r: (order.index(r[key]) if key == "size" else r[key])):
+    rank = SIZE_BINS.index if key == "size" else str
+    for r in sorted(items, key=lambda r: rank(r[key])):
         groups[r[key]].append(r["iou"])
     return [(g, len(v), float(np.mean(v)), float(np.mean(np.asarray(v) >= 0.5)))
             for g, v in groups.items()]
@@ -88,7 +89,7 @@ def main() -> int:
     path = Path(args.predictions)
     try:
         predictions = read_predictions(path)
-        items = rows(load_dataset(args.data), predictions)
+        items = rows(load_dataset(args.data), predictions, path=path, data=args.data)
     except DataError as e:
         raise SystemExit(str(e)) from None
     if not items:

@@ -105,7 +105,8 @@ def main() -> None:
             warmup=args.warmup,
         )
         print(
-            f"  head={head:7s} {mode:8s} freeze={freeze} {sec:6.3f} s/batch  {args.batch / sec:6.1f} img/s",
+            f"  head={head:7s} {mode:8s} freeze={freeze} {sec:6.3f} s/batch  "
+            f"{args.batch / sec:6.1f} img/s",
             flush=True,
         )
 

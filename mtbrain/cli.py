@@ -623,38 +623,6 @@ def add_visualize_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
     return parser
 
 
-def _match_predictions(predictions: list[dict[str, Any]], records: Any, path: str,
-                       data: str) -> list[dict[str, Any]]:
-    """The predictions of samples of ``records``, named by the samples' ``rel``.
-
-    A record names its image by ``rel``, or by a file path (absolute, or relative to the
-    current folder) of a sample's image. Records naming no sample are reported and dropped.
-    """
-    from pathlib import Path
-
-    rels = {s.rel for s in records}
-    by_path = {s.path.resolve(): s.rel for s in records}
-    matched, unknown = [], []
-    for rec in predictions:
-        name = rec["image"]
-        if name in rels:
-            matched.append(rec)
-            continue
-        rel = by_path.get(Path(name).resolve())
-        if rel is not None:
-            matched.append({**rec, "image": rel})
-        else:
-            unknown.append(name)
-    if not matched:
-        raise DataError(f"none of the {len(predictions)} predictions names an image of {data} "
-                        f"(e.g. {unknown[0]!r}); names must be the images' paths relative to "
-                        f"the data root, as `mtbrain predict --input` writes them", path=path)
-    if unknown:
-        print(f"warning: {path}: {len(unknown)} prediction(s) name images that are not in "
-              f"{data} (e.g. {unknown[0]!r}); ignored", file=sys.stderr)
-    return matched
-
-
 def _visualize_classes(names: Sequence[str] | None, records: Any, data: str) -> list[str] | None:
     from mtbrain.classes import canonical_class
 
@@ -700,7 +668,7 @@ def _predict_for_grid(args: argparse.Namespace, records: Any,
 def run_visualize(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from mtbrain.eval.predictions import read_predictions
+    from mtbrain.eval.predictions import match_predictions, read_predictions
     from mtbrain.io import atomic_write
     from mtbrain.viz.draw import grid, select_samples
 
@@ -719,7 +687,7 @@ def run_visualize(args: argparse.Namespace) -> int:
         print(f"warning: {args.data}: {records.problems.summary()}", file=sys.stderr)
     classes = _visualize_classes(args.classes, records, args.data)
     if predictions is not None:
-        predictions = _match_predictions(predictions, records, args.predictions, args.data)
+        predictions = match_predictions(predictions, records, args.predictions, args.data)
     elif args.checkpoint:
         predictions = _predict_for_grid(args, records, classes)
     chosen = select_samples(records, predictions=predictions, n=args.n, classes=classes,

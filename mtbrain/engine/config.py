@@ -130,7 +130,7 @@ class TrainSection:
         freeze_stages: Keep the backbone's stem and its first N stages frozen for the
             whole run (timm's stage grouping; 0: train everything). The backward pass
             then stops above them: ImageNet's low-level filters serve MRI well, and a
-            training step of Lite0 at 256 px costs a third less with 2.
+            training step of Lite0 at 256 px costs about half with 2 (fp32, 2 cores).
         grad_clip: Clip the gradient norm to this value (0: off).
         precision: ``fp32`` or ``bf16`` (autocast). bf16 is not always faster: Lite0 on a
             2-vCPU Xeon with AMX trains slower in bf16 than in fp32; measure with
@@ -149,8 +149,8 @@ class TrainSection:
         ema: Keep an exponential moving average of the weights (decay), 0 to disable.
         tta_flip: Validate with horizontal-flip test-time augmentation.
         val_every: Validate every N epochs, and always after the last one (also when the
-            time budget or early stopping ends the run); 0: only after the last one. Epochs without validation log no
-            validation values, cannot become ``best.pt`` and do not count for early
+            time budget or early stopping ends the run); 0: only after the last one.
+            Epochs without validation log no validation values, cannot become ``best.pt`` and do not count for early
             stopping or the plateau scheduler. With ``schedule_to_budget`` the last epoch
             is nearly always the best, and validating less leaves more of the budget to
             training (a validation of 712 images costs about a fifth of an epoch).

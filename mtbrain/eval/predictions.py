@@ -1,17 +1,20 @@
-"""Reading the predictions file of ``mtbrain predict`` and ``mtbrain evaluate``.
+"""Reading the predictions file of ``mtbrain predict`` and ``mtbrain evaluate``, and
+matching its records to the samples of a data set.
 
 One JSON list, one object per image (``image``, ``label``, ``probs``, ``box``,
 ``box_score``; or ``image`` and ``error`` for an unreadable input): the contract in
 ``CONTRACT.md``. Every reader of such a file (``tools/visualize_boxes.py``, the
-benchmarks) goes through :func:`read_predictions`.
+benchmarks) goes through :func:`read_predictions` and :func:`match_predictions`.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
+from mtbrain.data.records import RecordSet
 from mtbrain.errors import DataError
 
 
@@ -52,3 +55,35 @@ def read_predictions(path: str | Path) -> list[dict[str, Any]]:
             raise DataError(f"record {i} ({rec['image']}): no 'label' (and no 'error')",
                             path=file)
     return obj
+
+
+def match_predictions(predictions: list[dict[str, Any]], records: RecordSet, path: str | Path,
+                      data: str) -> list[dict[str, Any]]:
+    """The predictions of samples of ``records``, named by the samples' ``rel``.
+
+    A record names its image by ``rel``, or by a file path (absolute, or relative to the
+    current folder) of a sample's image. Records naming no sample are reported and dropped.
+    """
+    from pathlib import Path
+
+    rels = {s.rel for s in records}
+    by_path = {s.path.resolve(): s.rel for s in records}
+    matched, unknown = [], []
+    for rec in predictions:
+        name = rec["image"]
+        if name in rels:
+            matched.append(rec)
+            continue
+        rel = by_path.get(Path(name).resolve())
+        if rel is not None:
+            matched.append({**rec, "image": rel})
+        else:
+            unknown.append(name)
+    if not matched:
+        raise DataError(f"none of the {len(predictions)} predictions names an image of {data} "
+                        f"(e.g. {unknown[0]!r}); names must be the images' paths relative to "
+                        f"the data root, as `mtbrain predict --input` writes them", path=path)
+    if unknown:
+        print(f"warning: {path}: {len(unknown)} prediction(s) name images that are not in "
+              f"{data} (e.g. {unknown[0]!r}); ignored", file=sys.stderr)
+    return matched

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mtbrain.data.records import Sample
+from mtbrain.data.records import RecordSet, Sample
 from mtbrain.errors import DataError
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "boxes_breakdown.py"
@@ -25,12 +25,13 @@ def sample(rel: str, label: str, boxes: list[list[float]]) -> Sample:
                   source="t", boxes=np.asarray(boxes, dtype=np.float32).reshape(-1, 4))
 
 
-SAMPLES = [
+SAMPLES = RecordSet(root=Path("/data"), layout="kaggle_bbox",
+                    classes=["glioma", "no_tumor", "pituitary"], samples=[
     sample("a.jpg", "glioma", [[10, 10, 30, 30]]),                       # side 0.20
     sample("b.jpg", "glioma", [[10, 10, 20, 20], [50, 50, 60, 60]]),     # side 0.10
     sample("c.jpg", "pituitary", [[0, 0, 5, 5]]),                        # side 0.05
     sample("d.jpg", "no_tumor", []),                                     # not counted
-]
+])
 PREDICTIONS = [
     {"image": "a.jpg", "label": "glioma", "box": [10, 10, 30, 30]},                         # IoU 1
     {"image": "b.jpg", "label": "glioma", "box": [50, 50, 60, 65]},                         # best of two: 2/3
