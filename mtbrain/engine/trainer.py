@@ -404,11 +404,8 @@ class Trainer:
                 images = images.contiguous(memory_format=torch.channels_last)
             targets_d = {k: v.to(self.device) for k, v in targets.items()}
             with self._autocast():
-                out = model(images, targets_d)
+                out = model(images, targets_d, tta_flip=self.cfg.train.tta_flip)
             losses.append(float(out["loss"]))
-            if self.cfg.train.tta_flip:
-                with self._autocast():
-                    out = model.with_flip_tta(images, out)
             probs = out["logits"].float().softmax(1).cpu().numpy()
             boxes = out["boxes"].float().cpu().numpy()
             scores = out["box_score"].float().cpu().numpy()

@@ -109,9 +109,7 @@ def predict_records(model: Any, records: RecordSet, *, batch_size: int = 32,
         bar = tqdm(total=len(dataset), desc="predict", unit="img")
     for images, targets in loader:
         images = images.to(device).contiguous(memory_format=torch.channels_last)
-        out = model(images)
-        if tta_flip:
-            out = model.with_flip_tta(images, out)
+        out = model(images, tta_flip=tta_flip)
         probs = out["probs"].float().cpu().numpy()
         boxes = out["boxes"].float().cpu().numpy().astype(np.float64)
         scores = out["box_score"].float().cpu().numpy()

@@ -119,6 +119,11 @@ class BoxHead(nn.Module):
         """``(boxes (B, 4) xyxy input pixels clipped to the image, score (B,) in [0, 1])``."""
         raise NotImplementedError
 
+    def mirror(self, out: Mapping[str, Tensor], image_hw: tuple[int, int]) -> dict[str, Tensor]:
+        """The raw outputs of a mirrored image, mirrored back into the unmirrored image's
+        frame, so that they can be averaged with its own (flip test-time augmentation)."""
+        raise NotImplementedError
+
     def losses(
         self,
         out: Mapping[str, Tensor],
@@ -187,6 +192,13 @@ def decode_dense(
     boxes = cell_boxes.flatten(1, 2).gather(1, flat[..., None].expand(-1, -1, 4))
     box = (boxes * p[..., None]).sum(dim=1) / p.sum(dim=1, keepdim=True).clamp(min=1e-12)
     return _clip_boxes(box, image_hw), score
+
+
+def mirror_boxes(boxes: Tensor, width: int) -> Tensor:
+    """Mirror xyxy boxes (..., 4) left-right in an image ``width`` pixels wide."""
+    return torch.stack(
+        [width - boxes[..., 2], boxes[..., 1], width - boxes[..., 0], boxes[..., 3]], dim=-1
+    )
 
 
 def _conv_bn_act(c_in: int, c_out: int) -> nn.Sequential:
@@ -284,6 +296,10 @@ class DenseBoxHead(BoxHead):
     def decode(self, out: Mapping[str, Tensor], image_hw: tuple[int, int]) -> tuple[Tensor, Tensor]:
         return decode_dense(out["centre"], out["cell_boxes"], image_hw, mode=self.decode_mode)
 
+    def mirror(self, out: Mapping[str, Tensor], image_hw: tuple[int, int]) -> dict[str, Tensor]:
+        return {"centre": out["centre"].flip(-1),
+                "cell_boxes": mirror_boxes(out["cell_boxes"].flip(2), image_hw[1])}
+
     def losses(
         self,
         out: Mapping[str, Tensor],
@@ -325,6 +341,9 @@ class PooledBoxHead(BoxHead):
     def decode(self, out: Mapping[str, Tensor], image_hw: tuple[int, int]) -> tuple[Tensor, Tensor]:
         return _clip_boxes(out["box"], image_hw), torch.sigmoid(out["conf"])
 
+    def mirror(self, out: Mapping[str, Tensor], image_hw: tuple[int, int]) -> dict[str, Tensor]:
+        return {"box": mirror_boxes(out["box"], image_hw[1]), "conf": out["conf"]}
+
     def losses(
         self,
         out: Mapping[str, Tensor],
@@ -354,6 +373,9 @@ class NoBoxHead(BoxHead):
         n = out["pooled"].shape[0]
         return (out["pooled"].new_zeros((n, 4), dtype=torch.float32),
                 out["pooled"].new_zeros((n,), dtype=torch.float32))
+
+    def mirror(self, out: Mapping[str, Tensor], image_hw: tuple[int, int]) -> dict[str, Tensor]:
+        return dict(out)
 
     def losses(
         self,

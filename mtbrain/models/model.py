@@ -10,7 +10,8 @@ know the backbone's preprocessing.
 - training mode with ``targets``: the loss dict (``loss_cls``, ``loss_box_l1``,
   ``loss_box_giou``, ``loss_conf`` and the weighted total ``loss``);
 - otherwise: ``logits`` (B, C), ``probs`` (B, C), ``boxes`` (B, 4) xyxy in input pixels,
-  ``box_score`` (B,); with ``targets`` in eval mode, the loss terms are added (validation).
+  ``box_score`` (B,); with ``targets`` in eval mode, the loss terms are added (validation);
+  ``tta_flip=True`` averages with the mirrored images (flip test-time augmentation).
 
 ``predict`` takes paths, PIL images or arrays and returns :class:`Prediction` records with
 the box in **original** image pixels. ``save``/``load`` use one self-describing file
@@ -454,18 +455,41 @@ class Model(nn.Module):
         return (images.float() - self.pixel_mean) / self.pixel_std
 
     def forward(
-        self, images: Tensor, targets: Mapping[str, Tensor] | None = None
+        self,
+        images: Tensor,
+        targets: Mapping[str, Tensor] | None = None,
+        *,
+        tta_flip: bool = False,
     ) -> dict[str, Tensor]:
-        """Losses (training with targets) or predictions (+ losses when targets are given)."""
+        """Losses (training with targets) or predictions (+ losses when targets are given).
+
+        With ``tta_flip`` (eval only) the mirrored images go through the network in the same
+        batch; their class logits and raw box-head outputs, mirrored back
+        (:meth:`BoxHead.mirror <mtbrain.models.heads.BoxHead.mirror>`), are averaged with
+        those of the images before one box is decoded: horizontal-flip test-time
+        augmentation (brains are roughly left-right symmetric). Losses, when asked for,
+        are those of the unmirrored images.
+        """
         image_hw = (int(images.shape[-2]), int(images.shape[-1]))
-        feats = self.backbone(self.normalize(images))
+        n = images.shape[0]
+        tta = tta_flip and not self.training
+        batch = torch.cat([images, images.flip(-1)]) if tta else images
+        feats = self.backbone(self.normalize(batch))
         logits = self.cls_head(feats.pooled)
         box_out = self.box_head(feats, image_hw)
+        if tta:
+            mirrored = self.box_head.mirror({k: v[n:] for k, v in box_out.items()}, image_hw)
+            box_out = {k: v[:n] for k, v in box_out.items()}
+            avg_out = {k: (v.float() + mirrored[k].float()) / 2 for k, v in box_out.items()}
+            avg_logits = (logits[:n].float() + logits[n:].float()) / 2
+            logits = logits[:n]
         losses: dict[str, Tensor] = {}
         if targets is not None:
             losses = self.criterion(logits, box_out, self.box_head, targets, image_hw)
             if self.training:
                 return losses
+        if tta:
+            logits, box_out = avg_logits, avg_out
         logits = logits.float()
         boxes, score = self.box_head.decode(box_out, image_hw)
         return {
@@ -475,21 +499,6 @@ class Model(nn.Module):
             "box_score": score,
             **losses,
         }
-
-    def with_flip_tta(self, images: Tensor, out: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        """Average eval outputs ``out`` of ``images`` with those of the mirrored images.
-
-        Logits, boxes (mirrored back) and box scores are averaged: horizontal-flip
-        test-time augmentation (brains are roughly left-right symmetric).
-        """
-        flipped = self(images.flip(-1))
-        width = images.shape[-1]
-        fb = flipped["boxes"].float().clone()
-        fb[:, [0, 2]] = width - fb[:, [2, 0]]
-        logits = (out["logits"].float() + flipped["logits"].float()) / 2
-        return {"logits": logits, "probs": logits.softmax(dim=1),
-                "boxes": (out["boxes"].float() + fb) / 2,
-                "box_score": (out["box_score"].float() + flipped["box_score"].float()) / 2}
 
     # -- prediction ----------------------------------------------------------------------
 
@@ -522,7 +531,7 @@ class Model(nn.Module):
             box_threshold: Override of the config's ``box_threshold``.
             on_error: ``"raise"`` (default) or ``"skip"``: an unreadable input gets a
                 :class:`Prediction` with ``error`` set instead of stopping the run.
-            tta_flip: Average with the prediction of the mirrored image.
+            tta_flip: Average with the prediction of the mirrored image (see :meth:`forward`).
             precision: ``"fp32"`` or ``"bf16"`` (autocast: the network in bfloat16, the box
                 decoding and the outputs in float32). Whether bf16 is faster depends on the
                 hardware; measure it with ``mtbrain profile``.
@@ -539,9 +548,7 @@ class Model(nn.Module):
                 memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=torch.bfloat16,
                                 enabled=precision == "bf16"):
-                out = self(images)
-                if tta_flip:
-                    out = self.with_flip_tta(images, out)
+                out = self(images, tta_flip=tta_flip)
             return (out["probs"].float().cpu().numpy(), out["boxes"].float().cpu().numpy(),
                     out["box_score"].float().cpu().numpy())
 

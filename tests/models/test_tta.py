@@ -2,24 +2,55 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
+from mtbrain.models.heads import mirror_boxes
 
-def test_flip_tta_is_mirror_invariant(tiny_model) -> None:
-    model = tiny_model().eval()
+
+@pytest.mark.parametrize("head", ["dense", "pooled"])
+def test_flip_tta_is_mirror_invariant(tiny_model, head: str) -> None:
+    model = tiny_model(box_head=head).eval()
     images = torch.rand(2, 1, 64, 64)
     mirrored = images.flip(-1)
     with torch.no_grad():
-        a = model.with_flip_tta(images, model(images))
-        b = model.with_flip_tta(mirrored, model(mirrored))
+        a = model(images, tta_flip=True)
+        b = model(mirrored, tta_flip=True)
+        plain = model(images)
     assert torch.allclose(a["logits"], b["logits"], atol=1e-5)
     assert torch.allclose(a["box_score"], b["box_score"], atol=1e-5)
-    back = b["boxes"].clone()
-    back[:, [0, 2]] = 64 - b["boxes"][:, [2, 0]]
-    assert torch.allclose(a["boxes"], back, atol=1e-3)
+    assert torch.allclose(a["boxes"], mirror_boxes(b["boxes"], 64), atol=1e-3)
     assert torch.allclose(a["probs"].sum(1), torch.ones(2))
-    plain = model(images)
     assert not torch.allclose(a["logits"], plain["logits"])  # the mirror view changed it
+
+
+def test_flip_tta_averages_the_raw_maps_before_decoding(tiny_model) -> None:
+    """The dense head's centre maps and cell boxes are averaged, then one box decoded."""
+    from mtbrain.models.heads import decode_dense
+
+    model = tiny_model().eval()
+    images = torch.rand(3, 1, 64, 64)
+    with torch.no_grad():
+        feats = model.backbone(model.normalize(torch.cat([images, images.flip(-1)])))
+        raw = model.box_head(feats, (64, 64))
+        back = model.box_head.mirror({k: v[3:] for k, v in raw.items()}, (64, 64))
+        centre = (raw["centre"][:3] + back["centre"]) / 2
+        cells = (raw["cell_boxes"][:3] + back["cell_boxes"]) / 2
+        want, want_score = decode_dense(centre, cells, (64, 64))
+        got = model(images, tta_flip=True)
+    assert torch.allclose(got["boxes"], want, atol=1e-4)
+    assert torch.allclose(got["box_score"], want_score, atol=1e-6)
+
+
+def test_flip_tta_is_ignored_in_training(tiny_model, make_targets) -> None:
+    model = tiny_model().train()
+    images = torch.rand(2, 1, 64, 64)
+    torch.manual_seed(0)
+    t = make_targets([[[8, 8, 40, 30]], []], [0, 2])
+    a = model(images, t, tta_flip=True)
+    torch.manual_seed(0)
+    b = model(images, t)
+    assert torch.allclose(a["loss"], b["loss"])
 
 
 def test_predict_with_tta_gives_valid_records(tiny_model) -> None:
