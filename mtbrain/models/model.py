@@ -475,21 +475,18 @@ class Model(nn.Module):
         tta = tta_flip and not self.training
         batch = torch.cat([images, images.flip(-1)]) if tta else images
         feats = self.backbone(self.normalize(batch))
-        logits = self.cls_head(feats.pooled)
-        box_out = self.box_head(feats, image_hw)
-        if tta:
-            mirrored = self.box_head.mirror({k: v[n:] for k, v in box_out.items()}, image_hw)
-            box_out = {k: v[:n] for k, v in box_out.items()}
-            avg_out = {k: (v.float() + mirrored[k].float()) / 2 for k, v in box_out.items()}
-            avg_logits = (logits[:n].float() + logits[n:].float()) / 2
-            logits = logits[:n]
+        all_logits = self.cls_head(feats.pooled)
+        all_out = self.box_head(feats, image_hw)
+        logits, box_out = all_logits[:n], {k: v[:n] for k, v in all_out.items()}
         losses: dict[str, Tensor] = {}
         if targets is not None:
             losses = self.criterion(logits, box_out, self.box_head, targets, image_hw)
             if self.training:
                 return losses
         if tta:
-            logits, box_out = avg_logits, avg_out
+            mirrored = self.box_head.mirror({k: v[n:] for k, v in all_out.items()}, image_hw)
+            box_out = {k: (v.float() + mirrored[k].float()) / 2 for k, v in box_out.items()}
+            logits = (logits.float() + all_logits[n:].float()) / 2
         logits = logits.float()
         boxes, score = self.box_head.decode(box_out, image_hw)
         return {
