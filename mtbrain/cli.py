@@ -20,7 +20,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -866,6 +868,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextmanager
+def _plain_warnings() -> Iterator[None]:
+    """Show mtbrain's own warnings as ``warning: <message>`` lines on stderr (a user of the
+    command line needs the message, not the library's source line); others as usual."""
+    package = os.path.dirname(os.path.abspath(mtbrain.__file__))
+    with warnings.catch_warnings():
+        shown = warnings.showwarning
+
+        def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                 file: Any = None, line: str | None = None) -> None:
+            if os.path.abspath(filename).startswith(package + os.sep):
+                print(f"warning: {message}", file=sys.stderr)
+            else:
+                shown(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        yield
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (0 ok, 2 bad input or usage)."""
     parser = build_parser()
@@ -875,7 +896,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     try:
-        return int(run(args) or EXIT_OK)
+        with _plain_warnings():
+            return int(run(args) or EXIT_OK)
     except (DataError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -10,7 +10,7 @@ benchmarks) goes through :func:`read_predictions` and :func:`match_predictions`.
 from __future__ import annotations
 
 import json
-import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +62,8 @@ def match_predictions(predictions: list[dict[str, Any]], records: RecordSet, pat
     """The predictions of samples of ``records``, named by the samples' ``rel``.
 
     A record names its image by ``rel``, or by a file path (absolute, or relative to the
-    current folder) of a sample's image. Records naming no sample are reported and dropped.
+    current folder) of a sample's image. Records naming no sample are dropped with a
+    :class:`UserWarning` that counts them.
     """
     from pathlib import Path
 
@@ -84,6 +85,6 @@ def match_predictions(predictions: list[dict[str, Any]], records: RecordSet, pat
                         f"(e.g. {unknown[0]!r}); names must be the images' paths relative to "
                         f"the data root, as `mtbrain predict --input` writes them", path=path)
     if unknown:
-        print(f"warning: {path}: {len(unknown)} prediction(s) name images that are not in "
-              f"{data} (e.g. {unknown[0]!r}); ignored", file=sys.stderr)
+        warnings.warn(f"{path}: {len(unknown)} prediction(s) name images that are not in "
+                      f"{data} (e.g. {unknown[0]!r}); ignored", UserWarning, stacklevel=2)
     return matched
