@@ -65,8 +65,6 @@ def match_predictions(predictions: list[dict[str, Any]], records: RecordSet, pat
     current folder) of a sample's image. Records naming no sample are dropped with a
     :class:`UserWarning` that counts them.
     """
-    from pathlib import Path
-
     rels = {s.rel for s in records}
     by_path = {s.path.resolve(): s.rel for s in records}
     matched, unknown = [], []
