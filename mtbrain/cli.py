@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import mtbrain
-from mtbrain.errors import ConfigError, DataError
+from mtbrain.errors import ConfigError, DataError, MtbrainWarning
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -870,15 +870,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 @contextmanager
 def _plain_warnings() -> Iterator[None]:
-    """Show mtbrain's own warnings as ``warning: <message>`` lines on stderr (a user of the
-    command line needs the message, not the library's source line); others as usual."""
-    package = os.path.dirname(os.path.abspath(mtbrain.__file__))
+    """Show mtbrain's own warnings (:class:`~mtbrain.errors.MtbrainWarning`) as
+    ``warning: <message>`` lines on stderr (a user of the command line needs the message,
+    not the library's source line); others as usual."""
     with warnings.catch_warnings():
         shown = warnings.showwarning
 
         def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
                  file: Any = None, line: str | None = None) -> None:
-            if os.path.abspath(filename).startswith(package + os.sep):
+            if issubclass(category, MtbrainWarning):
                 print(f"warning: {message}", file=sys.stderr)
             else:
                 shown(message, category, filename, lineno, file, line)

@@ -45,6 +45,11 @@ class ConfigError(ValueError):
     """Bad configuration: an unknown key, a value of the wrong type or range."""
 
 
+class MtbrainWarning(UserWarning):
+    """A problem mtbrain works around and reports (input it ignores, a cache it cannot
+    use). The command line prints these as plain ``warning: <message>`` lines."""
+
+
 @dataclass
 class ProblemLog:
     """Collects problems under a policy: raise at the first one, or skip and record.

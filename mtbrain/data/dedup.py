@@ -51,7 +51,7 @@ from pathlib import Path
 import numpy as np
 
 from mtbrain.data.records import RecordSet, Sample
-from mtbrain.errors import ConfigError, DataError, DataProblem
+from mtbrain.errors import ConfigError, DataError, DataProblem, MtbrainWarning
 
 THUMB = 64
 """Side of the thumbnails used to confirm near pairs."""
@@ -241,7 +241,7 @@ class _HashCache:
     def _fail(self, exc: BaseException) -> None:
         warnings.warn(
             f"duplicate-hash cache {self.path} not usable ({exc}); working without it",
-            RuntimeWarning,
+            MtbrainWarning,
             stacklevel=3,
         )
         self.db = None

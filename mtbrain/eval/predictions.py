@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mtbrain.data.records import RecordSet
-from mtbrain.errors import DataError
+from mtbrain.errors import DataError, MtbrainWarning
 
 
 def read_predictions(path: str | Path) -> list[dict[str, Any]]:
@@ -84,5 +84,5 @@ def match_predictions(predictions: list[dict[str, Any]], records: RecordSet, pat
                         f"the data root, as `mtbrain predict --input` writes them", path=path)
     if unknown:
         warnings.warn(f"{path}: {len(unknown)} prediction(s) name images that are not in "
-                      f"{data} (e.g. {unknown[0]!r}); ignored", UserWarning, stacklevel=2)
+                      f"{data} (e.g. {unknown[0]!r}); ignored", MtbrainWarning, stacklevel=2)
     return matched

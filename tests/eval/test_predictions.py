@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mtbrain.data.records import RecordSet, Sample
-from mtbrain.errors import DataError
+from mtbrain.errors import DataError, MtbrainWarning
 from mtbrain.eval.predictions import match_predictions
 
 CLASSES = ["glioma", "meningioma", "no_tumor", "pituitary"]
@@ -29,7 +29,7 @@ def test_match_by_rel_and_by_path_and_warn_on_the_rest(tmp_path: Path) -> None:
              {"image": str(tmp_path / "n" / "b.jpg"), "label": "no_tumor"},
              {"image": "elsewhere.jpg", "label": "glioma"},
              {"image": "g/zz.jpg", "label": "glioma"}]
-    with pytest.warns(UserWarning, match=r"p\.json: 2 prediction\(s\).*'elsewhere\.jpg'"):
+    with pytest.warns(MtbrainWarning, match=r"p\.json: 2 prediction\(s\).*'elsewhere\.jpg'"):
         matched = match_predictions(preds, records, "p.json", "the set")
     assert [m["image"] for m in matched] == ["g/a.jpg", "n/b.jpg"]  # paths become rel names
     assert [m["label"] for m in matched] == ["glioma", "no_tumor"]
