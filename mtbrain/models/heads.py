@@ -25,6 +25,14 @@ terms). They are built by name through :func:`build_box_head`:
     (stride 16; IoU >= 0.5: 0.93) and 0.758 (stride 8; 0.94). On small synthetic tumours at
     128 px stride 8 wins clearly (0.69 vs 0.59; pooled 0.34). Stride 16 stays the default.
 
+    With ``roi_refine=True`` a second stage refines the decoded box (Cascade R-CNN-like):
+    RoIAlign pools a stride-8 map (stride-8 backbone lateral + the upsampled head features)
+    inside the box widened by 25 %, and a conv + MLP predicts corrections of its four sides
+    in units of its width and height. It is trained on the decoded box of each image
+    (detached, as at test time) and on a jittered true box; with flip TTA each view refines
+    the jointly decoded box with its own features and the two results are averaged.
+    Measured: see docs/benchmarks.md ("A box-refining second stage").
+
     The image-level box confidence is the **sigmoid of the best centre logit**: it is the
     score of the very box that is returned (as in a detector, and as the ``box_score`` of
     the predictions file asks: "confidence that the box is a tumour"), it is trained by the
@@ -47,10 +55,18 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torchvision.ops import roi_align
 
 from mtbrain.errors import ConfigError
 from mtbrain.models.backbones import Backbone, BackboneFeatures
-from mtbrain.models.losses import LossConfig, cell_centres, dense_box_losses, pooled_box_losses
+from mtbrain.models.losses import (
+    LossConfig,
+    cell_centres,
+    dense_box_losses,
+    matched_box_losses,
+    pooled_box_losses,
+    zero_like_graph,
+)
 
 _BOX_HEADS: dict[str, type[BoxHead]] = {}
 
@@ -123,6 +139,13 @@ class BoxHead(nn.Module):
         """The raw outputs of a mirrored image, mirrored back into the unmirrored image's
         frame, so that they can be averaged with its own (flip test-time augmentation)."""
         raise NotImplementedError
+
+    def refine_boxes(
+        self, out: Mapping[str, Tensor], boxes: Tensor, image_hw: tuple[int, int]
+    ) -> Tensor:
+        """Decoded boxes (B, 4) -> refined boxes (B, 4), from the same image's outputs; the
+        identity for heads without a refining stage."""
+        return boxes
 
     def losses(
         self,
@@ -225,9 +248,21 @@ class DenseBoxHead(BoxHead):
         decode: ``"weighted"`` (default) or ``"best"``.
         prior: Initial centre probability of every cell (0.01), for a stable start.
         init_size: Initial box half-size in strides (2.0).
+        roi_refine: Add a second stage that refines the decoded box (False): the features of
+            a stride-8 map (stride-8 backbone lateral + the upsampled head features) inside
+            the box, widened by ``ROI_CONTEXT``, are pooled to ``roi_size`` x ``roi_size``
+            (RoIAlign) and a small conv + MLP predicts corrections of the four sides in units
+            of the box's width and height (zero at the start). Trained on the head's own
+            decoded box (detached) and a jittered copy of a ground-truth box per image
+            (L1 + GIoU against the true box it overlaps most), as in Cascade R-CNN.
+        roi_size: RoIAlign output side (7).
     """
 
-    OPTIONS = ("channels", "num_convs", "out_stride", "decode", "prior", "init_size")
+    OPTIONS = ("channels", "num_convs", "out_stride", "decode", "prior", "init_size",
+               "roi_refine", "roi_size")
+    ROI_CONTEXT = 1.25  # the pooled region: the box widened by this factor about its centre
+    JITTER_SHIFT = 0.1  # training proposals: centre shift, std in box sides
+    JITTER_SCALE = 0.15  # and log-size change, std
 
     def __init__(
         self,
@@ -239,15 +274,18 @@ class DenseBoxHead(BoxHead):
         decode: str = "weighted",
         prior: float = 0.01,
         init_size: float = 2.0,
+        roi_refine: bool = False,
+        roi_size: int = 7,
     ) -> None:
         super().__init__()
         if decode not in ("weighted", "best"):
             raise ConfigError(f"dense box head decode={decode!r}: choose 'weighted' or 'best'")
         if out_stride not in (8, 16):
             raise ConfigError(f"dense box head out_stride={out_stride!r}: choose 16 or 8")
-        if channels < 1 or num_convs < 0 or not 0 < prior < 1 or init_size <= 0:
+        if channels < 1 or num_convs < 0 or not 0 < prior < 1 or init_size <= 0 or roi_size < 1:
             raise ConfigError(
-                "dense box head: channels >= 1, num_convs >= 0, 0 < prior < 1, init_size > 0"
+                "dense box head: channels >= 1, num_convs >= 0, 0 < prior < 1, init_size > 0, "
+                "roi_size >= 1"
             )
         c8, c16, c32 = backbone.level_channels[-3:]
         self.decode_mode = decode
@@ -272,6 +310,19 @@ class DenseBoxHead(BoxHead):
         nn.init.normal_(self.ltrb.weight, std=0.01)
         # softplus^-1(init_size * 16 / out_stride): the same initial size in pixels
         nn.init.constant_(self.ltrb.bias, math.log(math.expm1(init_size * 16 / out_stride)))
+        self.roi_refine = bool(roi_refine)
+        self.roi_size = int(roi_size)
+        if self.roi_refine:
+            self.roi_lat8 = nn.Conv2d(c8, channels, 1)
+            self.roi_head = nn.Sequential(
+                _conv_bn_act(channels, channels),
+                nn.Flatten(),
+                nn.Linear(channels * self.roi_size**2, 256),
+                nn.SiLU(inplace=True),
+                nn.Linear(256, 4),
+            )
+            nn.init.zeros_(self.roi_head[-1].weight)
+            nn.init.zeros_(self.roi_head[-1].bias)
 
     @staticmethod
     def _up_add(lateral: Tensor, top: Tensor) -> Tensor:
@@ -291,7 +342,60 @@ class DenseBoxHead(BoxHead):
             dtype=torch.float32,
         )
         ltrb = F.softplus(self.ltrb(x).float()) * stride[None, :, None, None]
-        return {"centre": centre, "cell_boxes": ltrb_to_boxes(ltrb, image_hw)}
+        out = {"centre": centre, "cell_boxes": ltrb_to_boxes(ltrb, image_hw)}
+        if self.roi_refine:
+            out["roi_map"] = self._up_add(self.roi_lat8(c8), x)
+        return out
+
+    def _refine_rois(self, roi_map: Tensor, boxes: Tensor, batch_idx: Tensor,
+                      image_hw: tuple[int, int]) -> Tensor:
+        """Boxes (N, 4) of the images ``batch_idx`` (N,) -> refined boxes (N, 4)."""
+        boxes = boxes.float()
+        wh = (boxes[:, 2:] - boxes[:, :2]).clamp(min=1.0)
+        ctr = (boxes[:, :2] + boxes[:, 2:]) / 2
+        half = wh * (self.ROI_CONTEXT / 2)
+        rois = torch.cat([batch_idx[:, None].to(boxes), ctr - half, ctr + half], dim=1)
+        pooled = roi_align(roi_map.float(), rois.detach(), self.roi_size,
+                           spatial_scale=roi_map.shape[-1] / image_hw[1],
+                           sampling_ratio=2, aligned=True)
+        delta = self.roi_head(pooled.to(roi_map.dtype)).float()
+        return boxes + delta * torch.cat([wh, wh], dim=1)
+
+    def refine_boxes(
+        self, out: Mapping[str, Tensor], boxes: Tensor, image_hw: tuple[int, int]
+    ) -> Tensor:
+        if not self.roi_refine:
+            return boxes
+        idx = torch.arange(boxes.shape[0], device=boxes.device)
+        return _clip_boxes(self._refine_rois(out["roi_map"], boxes, idx, image_hw), image_hw)
+
+    def _refine_losses(self, out: Mapping[str, Tensor], targets: Mapping[str, Tensor],
+                       image_hw: tuple[int, int]) -> dict[str, Tensor]:
+        """The refining stage's ``refine_l1`` / ``refine_giou`` on the samples with boxes: one
+        proposal is the head's decoded box (detached), one a jittered true box."""
+        roi_map = out["roi_map"]
+        box_idx = targets["box_mask"].nonzero(as_tuple=True)[0]
+        if box_idx.numel() == 0:  # exact zeros reaching every parameter of the stage (DDP)
+            zero = zero_like_graph(roi_map) + sum(
+                zero_like_graph(p) for p in self.roi_head.parameters())
+            return {"refine_l1": zero, "refine_giou": zero}
+        with torch.no_grad():
+            decoded, _ = self.decode({k: out[k] for k in ("centre", "cell_boxes")}, image_hw)
+        gts = targets["boxes"].index_select(0, box_idx).float()
+        valid = targets["box_valid"].index_select(0, box_idx)
+        # a random true box per image (valid ones only), moved and resized at random
+        pick = torch.multinomial(valid.float(), 1).squeeze(1)
+        gt = gts[torch.arange(gts.shape[0], device=gts.device), pick]
+        wh = (gt[:, 2:] - gt[:, :2]).clamp(min=1.0)
+        ctr = (gt[:, :2] + gt[:, 2:]) / 2 + torch.randn_like(wh) * self.JITTER_SHIFT * wh
+        wh = wh * torch.exp(torch.randn_like(wh) * self.JITTER_SCALE)
+        jittered = _clip_boxes(torch.cat([ctr - wh / 2, ctr + wh / 2], dim=1), image_hw)
+        proposals = torch.cat([decoded.index_select(0, box_idx), jittered])
+        idx = torch.cat([box_idx, box_idx])
+        refined = self._refine_rois(roi_map, proposals, idx, image_hw)
+        l1, giou = matched_box_losses(refined, torch.cat([gts, gts]),
+                                      torch.cat([valid, valid]), image_hw)
+        return {"refine_l1": l1, "refine_giou": giou}
 
     def decode(self, out: Mapping[str, Tensor], image_hw: tuple[int, int]) -> tuple[Tensor, Tensor]:
         return decode_dense(out["centre"], out["cell_boxes"], image_hw, mode=self.decode_mode)
@@ -307,7 +411,10 @@ class DenseBoxHead(BoxHead):
         cfg: LossConfig,
         image_hw: tuple[int, int],
     ) -> dict[str, Tensor]:
-        return dense_box_losses(out["centre"], out["cell_boxes"], targets, cfg, image_hw)
+        losses = dense_box_losses(out["centre"], out["cell_boxes"], targets, cfg, image_hw)
+        if self.roi_refine:
+            losses.update(self._refine_losses(out, targets, image_hw))
+        return losses
 
 
 @register_box_head("pooled")

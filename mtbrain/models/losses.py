@@ -407,6 +407,29 @@ def dense_box_losses(
     return out
 
 
+def matched_box_losses(
+    pred: Tensor, gts: Tensor, valid: Tensor, image_hw: tuple[int, int]
+) -> tuple[Tensor, Tensor]:
+    """L1 (normalised by the image size) and 1 - GIoU of one box per sample against the
+    ground-truth box of its sample that it overlaps most (IoU, ties to the first).
+
+    Args:
+        pred: (N, 4) predicted xyxy boxes in input pixels.
+        gts: (N, K, 4) the samples' ground-truth boxes (padded); valid: (N, K).
+
+    Returns:
+        ``(l1, giou)``: float32 means over the N samples.
+    """
+    pred = pred.float()
+    gts = gts.float()
+    iou = iou_pairs_matrix(pred.detach(), gts)
+    iou = torch.where(valid, iou, torch.full_like(iou, -1.0))
+    gt = gts[torch.arange(gts.shape[0], device=gts.device), iou.argmax(dim=1)]
+    scale = _scale(image_hw, pred.device)
+    l1 = ((pred - gt).abs() / scale).mean(dim=-1).mean()
+    return l1, (1.0 - giou_pairs(pred, gt)).mean()
+
+
 def pooled_box_losses(
     box: Tensor,
     conf: Tensor,
@@ -424,15 +447,12 @@ def pooled_box_losses(
     out: dict[str, Tensor] = {}
     box_idx = targets["box_mask"].nonzero(as_tuple=True)[0]
     if box_idx.numel():
-        pred = box.index_select(0, box_idx)
-        gts = targets["boxes"].index_select(0, box_idx)
-        valid = targets["box_valid"].index_select(0, box_idx)
-        iou = iou_pairs_matrix(pred.detach(), gts)
-        iou = torch.where(valid, iou, torch.full_like(iou, -1.0))
-        gt = gts[torch.arange(gts.shape[0], device=gts.device), iou.argmax(dim=1)]
-        scale = _scale(image_hw, box.device)
-        out["box_l1"] = ((pred - gt).abs() / scale).mean(dim=-1).mean()
-        out["box_giou"] = (1.0 - giou_pairs(pred, gt)).mean()
+        out["box_l1"], out["box_giou"] = matched_box_losses(
+            box.index_select(0, box_idx),
+            targets["boxes"].index_select(0, box_idx),
+            targets["box_valid"].index_select(0, box_idx),
+            image_hw,
+        )
     else:
         out["box_l1"] = zero_like_graph(box)
         out["box_giou"] = zero_like_graph(box)
@@ -480,8 +500,9 @@ class MultitaskLoss(nn.Module):
         targets: Mapping[str, Tensor],
         image_hw: tuple[int, int],
     ) -> dict[str, Tensor]:
-        """The loss dict: ``loss_cls``, ``loss_box_l1``, ``loss_box_giou``, ``loss_conf``
-        (unweighted, float32) and ``loss`` (the weighted total)."""
+        """The loss dict: ``loss_cls``, ``loss_box_l1``, ``loss_box_giou``, ``loss_conf``,
+        with a refining head ``loss_refine_l1`` and ``loss_refine_giou`` (weighted as the box
+        terms), all unweighted float32, and ``loss`` (the weighted total)."""
         t = resolve_masks(targets, no_box_indices=self.no_box_indices, device=logits.device)
         cw = self.class_weights.float() if self.class_weights is not None else None
         cls = masked_cross_entropy(
@@ -498,10 +519,17 @@ class MultitaskLoss(nn.Module):
             + c.w_box * (c.l1_weight * box["box_l1"] + c.giou_weight * box["box_giou"])
             + c.w_conf * box["conf"]
         )
-        return {
+        out = {
             "loss_cls": cls,
             "loss_box_l1": box["box_l1"],
             "loss_box_giou": box["box_giou"],
             "loss_conf": box["conf"],
-            "loss": total,
         }
+        if "refine_l1" in box:  # a head with a second, box-refining stage
+            total = total + c.w_box * (
+                c.l1_weight * box["refine_l1"] + c.giou_weight * box["refine_giou"]
+            )
+            out["loss_refine_l1"] = box["refine_l1"]
+            out["loss_refine_giou"] = box["refine_giou"]
+        out["loss"] = total
+        return out

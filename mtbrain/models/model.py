@@ -35,7 +35,7 @@ from mtbrain.classes import CANONICAL_CLASSES, NO_TUMOR, check_class_names
 from mtbrain.errors import ConfigError, DataError
 from mtbrain.models.backbones import Backbone, default_norm
 from mtbrain.models.checkpoint import Checkpoint, read_checkpoint, write_checkpoint
-from mtbrain.models.heads import ClassificationHead, build_box_head
+from mtbrain.models.heads import ClassificationHead, build_box_head, mirror_boxes
 from mtbrain.models.losses import LossConfig, MultitaskLoss
 
 
@@ -484,11 +484,20 @@ class Model(nn.Module):
             if self.training:
                 return losses
         if tta:
-            mirrored = self.box_head.mirror({k: v[n:] for k, v in all_out.items()}, image_hw)
-            box_out = {k: (v.float() + mirrored[k].float()) / 2 for k, v in box_out.items()}
+            flip_out = {k: v[n:] for k, v in all_out.items()}
+            mirrored = self.box_head.mirror(flip_out, image_hw)
+            averaged = {k: (box_out[k].float() + m.float()) / 2 for k, m in mirrored.items()}
             logits = (logits.float() + all_logits[n:].float()) / 2
+            boxes, score = self.box_head.decode(averaged, image_hw)
+            # a refining stage sees each view's own features: refine the box in both, average
+            width = image_hw[1]
+            flipped = self.box_head.refine_boxes(flip_out, mirror_boxes(boxes, width), image_hw)
+            boxes = (self.box_head.refine_boxes(box_out, boxes, image_hw)
+                     + mirror_boxes(flipped, width)) / 2
+        else:
+            boxes, score = self.box_head.decode(box_out, image_hw)
+            boxes = self.box_head.refine_boxes(box_out, boxes, image_hw)
         logits = logits.float()
-        boxes, score = self.box_head.decode(box_out, image_hw)
         return {
             "logits": logits,
             "probs": logits.softmax(dim=1),

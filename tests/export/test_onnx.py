@@ -173,3 +173,23 @@ def test_onnx_without_mtbrain_metadata_is_refused(onnx_path, tmp_path) -> None:
     onnx.save(proto, str(plain))
     with pytest.raises(DataError, match=f"plain.onnx.*{CONFIG_KEY}"):
         OnnxPredictor(plain)
+
+
+def test_refining_head_exports(images, tmp_path) -> None:
+    """The box-refining stage (RoIAlign + MLP) is inside the graph: same boxes as PyTorch."""
+    torch.manual_seed(2)
+    model = Model(backbone="mobilenetv3_small_050", pretrained=False, img_size=SIZE,
+                  box_head_options={"roi_refine": True}).eval()
+    torch.nn.init.normal_(model.box_head.roi_head[-1].weight, std=0.05)  # a real correction
+    plain = model.box_head.decode
+    with torch.no_grad():
+        x = torch.rand(2, 1, SIZE, SIZE, generator=torch.Generator().manual_seed(4))
+        feats = model.backbone(model.normalize(x))
+        decoded, _ = plain(model.box_head(feats, (SIZE, SIZE)), (SIZE, SIZE))
+        refined = model(x)["boxes"]
+    assert (refined - decoded).abs().max() > 0.5  # the stage changes the boxes
+    pred = OnnxPredictor(export_onnx(model, tmp_path / "refine.onnx"))
+    _assert_same(model.predict(images, box_threshold=0.0), pred.predict(images, box_threshold=0.0))
+    module, _ = load_torchscript(export_torchscript(model, tmp_path / "refine.pt"))
+    with torch.no_grad():
+        torch.testing.assert_close(module(x)[1], ExportWrapper(model)(x)[1], atol=1e-4, rtol=0)

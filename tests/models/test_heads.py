@@ -114,3 +114,70 @@ def test_no_box_head_is_classification_only(tiny_model, make_targets) -> None:
     preds = model.predict([gray, gray], box_threshold=0.0)  # even at threshold 0: no box
     assert [p.box for p in preds] == [None, None] and preds[0].label in model.classes
     assert not model.keeps_box("glioma", 1.0, 0.0)
+
+
+def _refining(tiny_model, delta: list[float] | None = None):
+    """A tiny model with the box-refining stage; ``delta``: the stage's fixed output."""
+    model = tiny_model(box_head_options={"roi_refine": True, "roi_size": 3})
+    if delta is not None:
+        with torch.no_grad():
+            model.box_head.roi_head[-1].bias.copy_(torch.tensor(delta))
+    return model
+
+
+def test_roi_refine_starts_as_the_identity(tiny_model) -> None:
+    images = torch.rand(2, 1, 64, 64)
+    plain = tiny_model().eval()
+    model = _refining(tiny_model).eval()
+    with pytest.raises(ConfigError, match="roi_size"):
+        tiny_model(box_head_options={"roi_refine": True, "roi_size": 0})
+    with torch.no_grad():
+        a, b = plain(images), model(images)
+    # same seed, same first layers: the zero-initialised stage leaves the decoded box
+    assert torch.allclose(a["boxes"], b["boxes"], atol=1e-5)
+
+
+def test_roi_refine_moves_sides_in_box_units(tiny_model) -> None:
+    model = _refining(tiny_model, [0.1, -0.2, 0.0, 0.25]).eval()
+    with torch.no_grad():
+        feats = model.backbone(model.normalize(torch.rand(2, 1, 64, 64)))
+        out = model.box_head(feats, (64, 64))
+        boxes = torch.tensor([[10.0, 20.0, 30.0, 30.0], [0.0, 0.0, 40.0, 40.0]])
+        refined = model.box_head.refine_boxes(out, boxes, (64, 64))
+    # width 20 / height 10: x1 + 2, y1 - 2, y2 + 2.5; the second is clipped to the image
+    assert refined[0].tolist() == pytest.approx([12.0, 18.0, 30.0, 32.5], abs=1e-4)
+    assert refined[1].tolist() == pytest.approx([4.0, 0.0, 40.0, 50.0], abs=1e-4)
+
+
+def test_roi_refine_trains_on_box_samples_only(tiny_model, make_targets) -> None:
+    model = _refining(tiny_model).train()
+    t = make_targets([[[8, 8, 40, 30], [40, 40, 60, 60]], []], [0, 2])
+    losses = model(torch.rand(2, 1, 64, 64), t)
+    assert losses["loss_refine_l1"] > 0 and losses["loss_refine_giou"] > 0
+    losses["loss"].backward()
+    head = model.box_head
+    assert head.roi_head[-1].weight.grad.abs().sum() > 0 and head.roi_lat8.weight.grad is not None
+    # a batch without any box: exact zeros, still connected to the graph
+    model.zero_grad()
+    losses = model(torch.rand(2, 1, 64, 64), make_targets([[], []], [2, 2]))
+    assert losses["loss_refine_l1"] == 0 and losses["loss_refine_giou"] == 0
+    losses["loss"].backward()
+    assert head.roi_head[-1].weight.grad is not None
+    assert head.roi_head[-1].weight.grad.abs().sum() == 0
+
+
+def test_roi_refine_loss_falls_on_a_fixed_batch(tiny_model, make_targets) -> None:
+    model = _refining(tiny_model).train()
+    t = make_targets([[[8, 8, 40, 30]], [[20, 24, 52, 60]]], [0, 1])
+    images = torch.rand(2, 1, 64, 64)
+    opt = torch.optim.Adam(model.box_head.roi_head.parameters(), lr=1e-3)
+    first = None
+    for _ in range(30):
+        torch.manual_seed(0)  # the same jittered proposals each step
+        losses = model(images, t)
+        loss = losses["loss_refine_l1"] * 5 + losses["loss_refine_giou"] * 2
+        first = float(loss) if first is None else first
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert float(loss) < 0.5 * first

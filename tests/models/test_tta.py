@@ -8,9 +8,13 @@ import torch
 from mtbrain.models.heads import mirror_boxes
 
 
-@pytest.mark.parametrize("head", ["dense", "pooled"])
+@pytest.mark.parametrize("head", ["dense", "pooled", "dense+roi_refine"])
 def test_flip_tta_is_mirror_invariant(tiny_model, head: str) -> None:
-    model = tiny_model(box_head=head).eval()
+    name, _, option = head.partition("+")
+    model = tiny_model(box_head=name, box_head_options={option: True} if option else None)
+    if option:  # a non-trivial refining stage
+        torch.nn.init.normal_(model.box_head.roi_head[-1].weight, std=0.01)
+    model.eval()
     images = torch.rand(2, 1, 64, 64)
     mirrored = images.flip(-1)
     with torch.no_grad():
@@ -40,6 +44,22 @@ def test_flip_tta_averages_the_raw_maps_before_decoding(tiny_model) -> None:
         got = model(images, tta_flip=True)
     assert torch.allclose(got["boxes"], want, atol=1e-4)
     assert torch.allclose(got["box_score"], want_score, atol=1e-6)
+
+
+def test_flip_tta_refines_the_box_in_each_view(tiny_model) -> None:
+    """The refining stage corrects the box in each view with that view's features; the
+    mirrored view's correction is mirrored back: a fixed "move the left side right by 10 %"
+    becomes, on average, "both sides inwards by 5 %"."""
+    plain = tiny_model().eval()
+    model = tiny_model(box_head_options={"roi_refine": True}).eval()
+    with torch.no_grad():
+        model.box_head.roi_head[-1].bias.copy_(torch.tensor([0.1, 0.0, 0.0, 0.0]))
+        images = torch.rand(2, 1, 64, 64)
+        base = plain(images, tta_flip=True)["boxes"]
+        got = model(images, tta_flip=True)["boxes"]
+    w = base[:, 2] - base[:, 0]
+    want = torch.stack([base[:, 0] + 0.05 * w, base[:, 1], base[:, 2] - 0.05 * w, base[:, 3]], 1)
+    assert torch.allclose(got, want, atol=1e-3)
 
 
 def test_flip_tta_is_ignored_in_training(tiny_model, make_targets) -> None:
