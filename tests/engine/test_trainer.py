@@ -180,9 +180,10 @@ def test_short_run_writes_every_output(tmp_path: Path) -> None:
 
 
 def test_resume_after_stop_equals_uninterrupted_run(tmp_path: Path) -> None:
-    # Dropout, stochastic depth and EMA draw on the torch RNG and carry state: all must
-    # be restored for the resumed run to end bit-identical.
-    extra = ("train.epochs=3", "model.drop_rate=0.3", "model.drop_path_rate=0.1", "train.ema=0.9")
+    # Dropout, stochastic depth, EMA and the refining stage's jittered boxes draw on the
+    # torch RNG and carry state: all must be restored for the resumed run to end bit-identical.
+    extra = ("train.epochs=3", "model.drop_rate=0.3", "model.drop_path_rate=0.1", "train.ema=0.9",
+             "model.box_head_options={roi_refine: true}")
     a, b = tmp_path / "a", tmp_path / "b"
     full = Trainer(config(*extra), a, log=False).train()
 
@@ -199,6 +200,7 @@ def test_resume_after_stop_equals_uninterrupted_run(tmp_path: Path) -> None:
     for key, value in sa["ema"].items():
         assert torch.equal(value, sb["ema"][key]), key
     assert without_time(read_log(a / "log.csv")) == without_time(read_log(b / "log.csv"))
+    assert all(float(r["train_loss_refine_l1"]) > 0 for r in read_log(a / "log.csv"))
     assert (rest["best_epoch"], rest["best_value"]) == (full["best_epoch"], full["best_value"])
 
 
