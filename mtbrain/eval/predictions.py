@@ -63,7 +63,7 @@ def match_predictions(predictions: list[dict[str, Any]], records: RecordSet, pat
 
     A record names its image by ``rel``, or by a file path (absolute, or relative to the
     current folder) of a sample's image. Records naming no sample are dropped with a
-    :class:`UserWarning` that counts them.
+    :class:`~mtbrain.errors.MtbrainWarning` that counts them.
     """
     rels = {s.rel for s in records}
     by_path = {s.path.resolve(): s.rel for s in records}

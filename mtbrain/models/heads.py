@@ -282,11 +282,16 @@ class DenseBoxHead(BoxHead):
             raise ConfigError(f"dense box head decode={decode!r}: choose 'weighted' or 'best'")
         if out_stride not in (8, 16):
             raise ConfigError(f"dense box head out_stride={out_stride!r}: choose 16 or 8")
-        if channels < 1 or num_convs < 0 or not 0 < prior < 1 or init_size <= 0 or roi_size < 1:
-            raise ConfigError(
-                "dense box head: channels >= 1, num_convs >= 0, 0 < prior < 1, init_size > 0, "
-                "roi_size >= 1"
-            )
+        for name, value, ok, rule in (
+            ("channels", channels, channels >= 1, ">= 1"),
+            ("num_convs", num_convs, num_convs >= 0, ">= 0"),
+            ("prior", prior, 0 < prior < 1, "in (0, 1)"),
+            ("init_size", init_size, init_size > 0, "> 0"),
+            ("roi_size", roi_size, roi_size >= 1, ">= 1"),
+        ):
+            if not ok:
+                raise ConfigError(
+                    f"dense box head: box_head_options.{name}={value!r}, must be {rule}")
         c8, c16, c32 = backbone.level_channels[-3:]
         self.decode_mode = decode
         self.out_stride = out_stride
@@ -380,7 +385,7 @@ class DenseBoxHead(BoxHead):
                 zero_like_graph(p) for p in self.roi_head.parameters())
             return {"refine_l1": zero, "refine_giou": zero}
         with torch.no_grad():
-            decoded, _ = self.decode({k: out[k] for k in ("centre", "cell_boxes")}, image_hw)
+            decoded, _ = self.decode(out, image_hw)
         gts = targets["boxes"].index_select(0, box_idx).float()
         valid = targets["box_valid"].index_select(0, box_idx)
         # a random true box per image (valid ones only), moved and resized at random

@@ -116,7 +116,7 @@ def test_no_box_head_is_classification_only(tiny_model, make_targets) -> None:
     assert not model.keeps_box("glioma", 1.0, 0.0)
 
 
-def _refining(tiny_model, delta: list[float] | None = None):
+def _refining(tiny_model, delta: list[float] | None = None) -> torch.nn.Module:
     """A tiny model with the box-refining stage; ``delta``: the stage's fixed output."""
     model = tiny_model(box_head_options={"roi_refine": True, "roi_size": 3})
     if delta is not None:
@@ -129,7 +129,7 @@ def test_roi_refine_starts_as_the_identity(tiny_model) -> None:
     images = torch.rand(2, 1, 64, 64)
     plain = tiny_model().eval()
     model = _refining(tiny_model).eval()
-    with pytest.raises(ConfigError, match="roi_size"):
+    with pytest.raises(ConfigError, match=r"box_head_options\.roi_size=0, must be >= 1"):
         tiny_model(box_head_options={"roi_refine": True, "roi_size": 0})
     with torch.no_grad():
         a, b = plain(images), model(images)
