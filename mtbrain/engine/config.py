@@ -15,6 +15,7 @@ from typing import Any, Literal
 from mtbrain.config import apply_overrides, from_dict, read_yaml, to_dict
 from mtbrain.data.transforms import AugmentConfig
 from mtbrain.errors import ConfigError
+from mtbrain.models.heads import check_box_head
 from mtbrain.models.losses import LossConfig
 
 
@@ -239,19 +240,25 @@ def load_config(path: str | Path | None = None, *, overrides: list[str] | None =
             raise ConfigError(f"{path}: 'data' must be a mapping")
         values["data"]["datasets"] = entries
     values = apply_overrides(values, overrides or [])
-    cfg = from_dict(TrainConfig, values)
-    if not cfg.data.datasets:
-        raise ConfigError("data.datasets is empty: name at least one data set")
-    if cfg.data.size < 32 or cfg.data.size % 32:
-        raise ConfigError(f"data.size={cfg.data.size}: must be a multiple of 32, at least 32")
-    if cfg.train.val_every < 0:
-        raise ConfigError(f"train.val_every={cfg.train.val_every}: must be at least 0 "
-                          "(0: validate only after the last epoch)")
-    if cfg.train.freeze_stages < 0:
-        raise ConfigError(f"train.freeze_stages={cfg.train.freeze_stages}: must be at least 0")
-    if cfg.train.batch_size < 1:
-        raise ConfigError(f"train.batch_size={cfg.train.batch_size}: must be at least 1")
-    if not (0 <= cfg.data.val_fraction < 1 and 0 <= cfg.data.test_fraction < 1
-            and cfg.data.val_fraction + cfg.data.test_fraction < 1):
-        raise ConfigError("data.val_fraction + data.test_fraction must be in [0, 1)")
+    try:
+        cfg = from_dict(TrainConfig, values)
+        if not cfg.data.datasets:
+            raise ConfigError("data.datasets is empty: name at least one data set")
+        if cfg.data.size < 32 or cfg.data.size % 32:
+            raise ConfigError(f"data.size={cfg.data.size}: must be a multiple of 32, at least 32")
+        if cfg.train.val_every < 0:
+            raise ConfigError(f"train.val_every={cfg.train.val_every}: must be at least 0 "
+                              "(0: validate only after the last epoch)")
+        if cfg.train.freeze_stages < 0:
+            raise ConfigError(f"train.freeze_stages={cfg.train.freeze_stages}: must be at least 0")
+        if cfg.train.batch_size < 1:
+            raise ConfigError(f"train.batch_size={cfg.train.batch_size}: must be at least 1")
+        if not (0 <= cfg.data.val_fraction < 1 and 0 <= cfg.data.test_fraction < 1
+                and cfg.data.val_fraction + cfg.data.test_fraction < 1):
+            raise ConfigError("data.val_fraction + data.test_fraction must be in [0, 1)")
+        check_box_head(cfg.model.box_head, cfg.model.box_head_options)
+    except ConfigError as exc:
+        if path is None:
+            raise
+        raise ConfigError(f"{path}{' with --set overrides' if overrides else ''}: {exc}") from None
     return cfg

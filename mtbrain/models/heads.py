@@ -48,6 +48,7 @@ terms). They are built by name through :func:`build_box_head`:
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -87,13 +88,12 @@ def box_head_names() -> list[str]:
     return sorted(_BOX_HEADS)
 
 
-def build_box_head(
-    name: str, backbone: Backbone, options: Mapping[str, Any] | None = None
-) -> BoxHead:
-    """Build the box head ``name`` for ``backbone`` with its options.
+def check_box_head(name: str, options: Mapping[str, Any] | None = None) -> None:
+    """Check a box head's name and options without building it (at config read).
 
     Raises:
-        ConfigError: for an unknown head name or an unknown option (naming it).
+        ConfigError: for an unknown head name, an unknown option or a bad option value,
+            naming it.
     """
     if name not in _BOX_HEADS:
         raise ConfigError(f"unknown box_head {name!r}; choose one of {box_head_names()}")
@@ -104,7 +104,21 @@ def build_box_head(
         raise ConfigError(
             f"unknown option(s) {unknown} for box_head {name!r}; known: {sorted(cls.OPTIONS)}"
         )
-    return cls(backbone, **options)
+    defaults = {k: p.default for k, p in inspect.signature(cls.__init__).parameters.items()
+                if k in cls.OPTIONS}
+    cls.check_options({**defaults, **options})
+
+
+def build_box_head(
+    name: str, backbone: Backbone, options: Mapping[str, Any] | None = None
+) -> BoxHead:
+    """Build the box head ``name`` for ``backbone`` with its options.
+
+    Raises:
+        ConfigError: as :func:`check_box_head`.
+    """
+    check_box_head(name, options)
+    return _BOX_HEADS[name](backbone, **dict(options or {}))
 
 
 class ClassificationHead(nn.Module):
@@ -127,6 +141,11 @@ class BoxHead(nn.Module):
 
     kind: str = ""
     OPTIONS: tuple[str, ...] = ()
+
+    @classmethod
+    def check_options(cls, options: Mapping[str, Any]) -> None:
+        """Raise :class:`ConfigError` for a bad value in ``options`` (every option, defaults
+        filled in), before anything is built; the rules of the head's arguments."""
 
     def forward(self, feats: BackboneFeatures, image_hw: tuple[int, int]) -> dict[str, Tensor]:
         raise NotImplementedError
@@ -264,6 +283,29 @@ class DenseBoxHead(BoxHead):
     JITTER_SHIFT = 0.1  # training proposals: centre shift, std in box sides
     JITTER_SCALE = 0.15  # and log-size change, std
 
+    @classmethod
+    def check_options(cls, options: Mapping[str, Any]) -> None:
+        if options["decode"] not in ("weighted", "best"):
+            raise ConfigError(f"dense box head: box_head_options.decode={options['decode']!r}, "
+                              "choose 'weighted' or 'best'")
+        if options["out_stride"] not in (8, 16):
+            raise ConfigError(f"dense box head: box_head_options.out_stride="
+                              f"{options['out_stride']!r}, choose 16 or 8")
+        for name, kind, rule, ok in (
+            ("channels", int, "an integer >= 1", lambda v: v >= 1),
+            ("num_convs", int, "an integer >= 0", lambda v: v >= 0),
+            ("prior", int | float, "in (0, 1)", lambda v: 0 < v < 1),
+            ("init_size", int | float, "> 0", lambda v: v > 0),
+            ("roi_size", int, "an integer >= 1", lambda v: v >= 1),
+        ):
+            value = options[name]
+            if isinstance(value, bool) or not isinstance(value, kind) or not ok(value):
+                raise ConfigError(
+                    f"dense box head: box_head_options.{name}={value!r}, must be {rule}")
+        if not isinstance(options["roi_refine"], bool):
+            raise ConfigError("dense box head: box_head_options.roi_refine="
+                              f"{options['roi_refine']!r}, must be true or false")
+
     def __init__(
         self,
         backbone: Backbone,
@@ -278,20 +320,6 @@ class DenseBoxHead(BoxHead):
         roi_size: int = 7,
     ) -> None:
         super().__init__()
-        if decode not in ("weighted", "best"):
-            raise ConfigError(f"dense box head decode={decode!r}: choose 'weighted' or 'best'")
-        if out_stride not in (8, 16):
-            raise ConfigError(f"dense box head out_stride={out_stride!r}: choose 16 or 8")
-        for name, value, ok, rule in (
-            ("channels", channels, channels >= 1, ">= 1"),
-            ("num_convs", num_convs, num_convs >= 0, ">= 0"),
-            ("prior", prior, 0 < prior < 1, "in (0, 1)"),
-            ("init_size", init_size, init_size > 0, "> 0"),
-            ("roi_size", roi_size, roi_size >= 1, ">= 1"),
-        ):
-            if not ok:
-                raise ConfigError(
-                    f"dense box head: box_head_options.{name}={value!r}, must be {rule}")
         c8, c16, c32 = backbone.level_channels[-3:]
         self.decode_mode = decode
         self.out_stride = out_stride
@@ -434,6 +462,13 @@ class PooledBoxHead(BoxHead):
     """
 
     OPTIONS = ("drop_rate",)
+
+    @classmethod
+    def check_options(cls, options: Mapping[str, Any]) -> None:
+        value = options["drop_rate"]
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
+            raise ConfigError(
+                f"pooled box head: box_head_options.drop_rate={value!r}, must be in [0, 1)")
 
     def __init__(self, backbone: Backbone, *, drop_rate: float = 0.0) -> None:
         super().__init__()

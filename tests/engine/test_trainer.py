@@ -326,6 +326,21 @@ def test_cli_size_not_multiple_of_32(tmp_path: Path, capsys: pytest.CaptureFixtu
         config("data.size=100")
 
 
+@pytest.mark.parametrize(("option", "message"), [
+    ("{roi_size: 0}", "box_head_options.roi_size=0, must be an integer >= 1"),
+    ("{roi_refine: 'yes'}", "box_head_options.roi_refine='yes', must be true or false"),
+    ("{channles: 64}", "unknown option(s) ['channles'] for box_head 'dense'"),
+])
+def test_bad_box_head_option_fails_at_config_read_naming_the_file(
+        tmp_path: Path, capsys: pytest.CaptureFixture, option: str, message: str) -> None:
+    cfg = write_config(tmp_path / "cfg.yaml", f"model.box_head_options={option}")
+    out = tmp_path / "x"
+    assert main(["train", "--config", str(cfg), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{cfg}: " in err and message in err
+    assert not out.exists()  # refused before a split file or a log is written
+
+
 def test_cli_resume_without_last_pt(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     cfg = write_config(tmp_path / "cfg.yaml")
     code = main(["train", "--config", str(cfg), "--out", str(tmp_path / "none"), "--resume"])

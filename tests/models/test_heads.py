@@ -129,7 +129,7 @@ def test_roi_refine_starts_as_the_identity(tiny_model) -> None:
     images = torch.rand(2, 1, 64, 64)
     plain = tiny_model().eval()
     model = _refining(tiny_model).eval()
-    with pytest.raises(ConfigError, match=r"box_head_options\.roi_size=0, must be >= 1"):
+    with pytest.raises(ConfigError, match=r"box_head_options\.roi_size=0, must be an integer >= 1"):
         tiny_model(box_head_options={"roi_refine": True, "roi_size": 0})
     with torch.no_grad():
         a, b = plain(images), model(images)
