@@ -13,6 +13,12 @@ The ratio mtbrain/bare is the trainer's efficiency (target >= 0.9).
 Usage::
 
     python benchmarks/trainer_efficiency.py --size 256 --batch 32 --steps 10 --precision fp32 bf16
+    python benchmarks/trainer_efficiency.py --config configs/mri_bbox_effnet_lite0.yaml --precision bf16
+
+With ``--config`` the trainer runs that config (its data sets, box head, frozen stages...;
+``--set a.b=c`` as for ``mtbrain train``) and the bare loop freezes the same stages, so the
+figure is the efficiency of that very training run; ``--data``, ``--backbone``, ``--size``
+and ``--batch`` then apply only when given.
 
 ``--data`` defaults to ``../shared/data/mri-bbox/Train`` (or ``$MTBRAIN_DATA/mri-bbox/Train``);
 when absent, the built-in synthetic set is used.
@@ -72,12 +78,14 @@ def measure_trainer(trainer: Trainer, steps: int, warmup: int, batch: int) -> fl
 
 
 def measure_bare(trainer: Trainer, steps: int, warmup: int, precision: str) -> float:
-    """The minimal loop: one real batch kept in memory, the same model and optimiser."""
+    """The minimal loop: one real batch kept in memory, the same model (and frozen stages)
+    and optimiser."""
     from mtbrain.models import Model
 
     model = Model.from_config(trainer.model.config, load_weights=False).train()
+    model.backbone.freeze_stages(trainer.cfg.train.freeze_stages)
     model.to(memory_format=torch.channels_last)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     images, targets = next(iter(trainer.train_loader))
     images = images.contiguous(memory_format=torch.channels_last)
     autocast = (torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16"
@@ -95,30 +103,45 @@ def measure_bare(trainer: Trainer, steps: int, warmup: int, precision: str) -> f
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=default_data())
-    parser.add_argument("--backbone", default="tf_efficientnet_lite0")
-    parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--config", default=None, help="a training config (YAML) to measure")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE", help="config override, as for mtbrain train")
+    parser.add_argument("--data", default=None, help="box set (default: the shared one)")
+    parser.add_argument("--backbone", default=None, help="default tf_efficientnet_lite0")
+    parser.add_argument("--size", type=int, default=None, help="default 256")
+    parser.add_argument("--batch", type=int, default=None, help="default 32")
     parser.add_argument("--steps", type=int, default=10, help="timed steps per measurement")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=2, help="interleaved repetitions")
     parser.add_argument("--precision", nargs="+", default=["fp32", "bf16"],
                         choices=["fp32", "bf16"])
     args = parser.parse_args()
-    print(f"data {args.data}; {args.backbone} at {args.size} px, batch {args.batch}, "
-          f"{torch.get_num_threads()} threads, channels_last; median of {args.repeat}")
+    if args.config is None:  # the defaults of a plain run
+        args.data = args.data or default_data()
+        args.backbone = args.backbone or "tf_efficientnet_lite0"
+        args.size, args.batch = args.size or 256, args.batch or 32
+    given = [("model.backbone", args.backbone), ("data.size", args.size),
+             ("train.batch_size", args.batch)]
+    base = [f"{k}={v}" for k, v in given if v is not None]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for precision in args.precision:
-            cfg = load_config(None, data=[args.data], overrides=[
-                f"model.backbone={args.backbone}", f"data.size={args.size}",
-                f"train.batch_size={args.batch}", f"train.precision={precision}",
+            cfg = load_config(args.config, data=[args.data] if args.data else None, overrides=[
+                *base, *args.overrides, f"train.precision={precision}",
                 "train.channels_last=true", "data.cache=memory", "model.pretrained=false"])
+            if not rows:
+                print(f"config {args.config or '(defaults)'}; data "
+                      f"{', '.join(d.path for d in cfg.data.datasets)}; {cfg.model.backbone} at "
+                      f"{cfg.data.size} px, batch {cfg.train.batch_size}, frozen stages "
+                      f"{cfg.train.freeze_stages}, box head {cfg.model.box_head} "
+                      f"{cfg.model.box_head_options}; {torch.get_num_threads()} threads, "
+                      f"channels_last; median of {args.repeat}", flush=True)
             trainer = Trainer(cfg, Path(tmp) / precision, log=False)
             trainer.setup()
+            batch = cfg.train.batch_size
             ours, bare = [], []
             for _ in range(args.repeat):
-                ours.append(measure_trainer(trainer, args.steps, args.warmup, args.batch))
+                ours.append(measure_trainer(trainer, args.steps, args.warmup, batch))
                 bare.append(measure_bare(trainer, args.steps, args.warmup, precision))
             a, b = statistics.median(ours), statistics.median(bare)
             rows.append((precision, a, b))
