@@ -44,6 +44,7 @@ import mtbrain  # noqa: E402,F401  (offline environment first)
 from mtbrain.engine.config import load_config  # noqa: E402
 from mtbrain.engine.hooks import Hook  # noqa: E402
 from mtbrain.engine.trainer import Trainer  # noqa: E402
+from mtbrain.errors import ConfigError  # noqa: E402
 
 
 class StepTimer(Hook):
@@ -106,7 +107,9 @@ def main() -> int:
     parser.add_argument("--config", default=None, help="a training config (YAML) to measure")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE", help="config override, as for mtbrain train")
-    parser.add_argument("--data", default=None, help="box set (default: the shared one)")
+    parser.add_argument("--data", default=None,
+                        help="box set; replaces the config's first data set (without --config: "
+                        "the shared box set, else the synthetic one)")
     parser.add_argument("--backbone", default=None, help="default tf_efficientnet_lite0")
     parser.add_argument("--size", type=int, default=None, help="default 256")
     parser.add_argument("--batch", type=int, default=None, help="default 32")
@@ -126,9 +129,13 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for precision in args.precision:
-            cfg = load_config(args.config, data=[args.data] if args.data else None, overrides=[
-                *base, *args.overrides, f"train.precision={precision}",
-                "train.channels_last=true", "data.cache=memory", "model.pretrained=false"])
+            try:
+                cfg = load_config(args.config, data=[args.data] if args.data else None, overrides=[
+                    *base, *args.overrides, f"train.precision={precision}",
+                    "train.channels_last=true", "data.cache=memory", "model.pretrained=false"])
+            except ConfigError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
             if not rows:
                 print(f"config {args.config or '(defaults)'}; data "
                       f"{', '.join(d.path for d in cfg.data.datasets)}; {cfg.model.backbone} at "

@@ -11,7 +11,7 @@ REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "benchmarks" / "trainer_efficiency.py"
 
 
-def test_config_and_frozen_stages_reach_both_loops(tmp_path: Path) -> None:
+def test_config_and_overrides_reach_the_run(tmp_path: Path) -> None:
     """With --config and --set the trainer runs that config (here: tiny synthetic set, two
     frozen stages, the refining box stage) and the table reports an efficiency."""
     cmd = [sys.executable, str(SCRIPT), "--config", str(REPO / "configs" / "demo_synthetic.yaml"),
@@ -27,3 +27,12 @@ def test_config_and_frozen_stages_reach_both_loops(tmp_path: Path) -> None:
     assert row is not None, out
     ours, bare, eff = map(float, row.groups())
     assert ours > 0 and bare > 0 and abs(eff - ours / bare) < 0.02
+
+
+def test_unknown_override_is_a_one_line_error() -> None:
+    cmd = [sys.executable, str(SCRIPT), "--config", str(REPO / "configs" / "demo_synthetic.yaml"),
+           "--set", "train.no_such_key=1", "--precision", "fp32"]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2
+    assert run.stderr.startswith("error: ") and "no_such_key" in run.stderr
+    assert "Traceback" not in run.stderr
