@@ -87,10 +87,12 @@ def test_picture_draws_the_boxes_at_their_pixels() -> None:
 @pytest.mark.slow
 def test_explain_undoes_the_letterbox(squares_model: Model) -> None:
     """A wide image is letterboxed (bands above and below); the map in original pixels
-    still peaks on the square, for both methods."""
+    still peaks on the square, for both methods, far more often than chance (1/8 of the
+    image). Sixteen images: with six, one host's float rounding moved Grad-CAM from 4 to 3
+    hits (11 of 16 there), so the count is taken over enough images to be stable."""
     rng = np.random.default_rng(0)
     hits = {"gradcam": 0, "shap": 0}
-    for _ in range(6):
+    for _ in range(16):
         gray = (0.3 * 255 * rng.random((48, 96))).astype(np.uint8)  # H 48, W 96: scale 2/3
         x0, y0 = int(rng.integers(0, 96 - 24)), int(rng.integers(0, 48 - 24))
         gray[y0 : y0 + 24, x0 : x0 + 24] = (255 * (0.7 + 0.3 * rng.random((24, 24)))).astype(
@@ -100,4 +102,4 @@ def test_explain_undoes_the_letterbox(squares_model: Model) -> None:
             e = explain(squares_model, gray, method=method, target=1, **options)
             assert e.heatmap.shape == (48, 96)
             hits[method] += pointing_game(e.heatmap, box)
-    assert hits["gradcam"] >= 4 and hits["shap"] >= 5, hits  # chance: 1/8 of the image
+    assert hits["gradcam"] >= 8 and hits["shap"] >= 13, hits  # chance: P(>= 8 of 16) < 1e-3
