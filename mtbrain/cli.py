@@ -381,6 +381,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
           f"{_num(metrics['macro_f1'])}, mean IoU {_num(metrics['mean_iou'])}, IoU>=0.5 "
           f"{_num(metrics['iou50_rate'])}, mAP50 {_num(metrics['map50'])}, mAP50-95 "
           f"{_num(metrics['map50_95'])}")
+    if model.config.box_head == "none":
+        print("the model has no box head (classification only): the box figures count every "
+              "tumour box as missed")
     ex = metrics.get("explain")
     if ex:
         print(f"{ex['method_name']} on {ex['n_images']} images with a tumour box: pointing game "

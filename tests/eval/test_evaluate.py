@@ -225,6 +225,20 @@ def test_evaluate_cli_writes_contract_metrics(tmp_path: Path, checkpoint: Path,
     assert not list(out.glob(".*.tmp"))
 
 
+def test_evaluate_cli_names_a_model_without_box_head(tmp_path: Path, make_kaggle_tree,
+                                                    capsys: pytest.CaptureFixture) -> None:
+    from mtbrain.models import Model
+
+    root = make_kaggle_tree(tmp_path / "data")
+    ckpt = Model(backbone="mobilenetv3_small_050", classes=CLASSES, img_size=64,
+                 box_head="none").save(tmp_path / "cls.pt")
+    assert main(["evaluate", "--checkpoint", str(ckpt), "--data", str(root),
+                 "--out", str(tmp_path / "eval"), "--workers", "0"]) == 0
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["mean_iou"] == 0.0 and metrics["iou50_rate"] == 0.0
+    assert "no box head (classification only)" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize(("method", "name"), [("gradcam", "Grad-CAM"), ("shap", "Gradient SHAP")])
 def test_evaluate_cli_explain_scores_heat_maps_against_boxes(
         tmp_path: Path, checkpoint: Path, make_kaggle_tree, capsys: pytest.CaptureFixture,
