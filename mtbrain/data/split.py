@@ -3,10 +3,17 @@
 The unit of assignment is a *group*: a duplicate group from :mod:`mtbrain.data.dedup`
 (exact and near copies), or a single image. Each group takes the class most of its images
 carry. Per class, the groups are shuffled (``seed``), ordered largest first, and each goes
-to the part that is furthest below its target count for that class (ties: the part with
-the larger target, then the order train, val, test). Large groups are placed while there
-is room for them and single images fill the rest, so class proportions land within a
-group's size of the targets; the assignment is deterministic for a seed.
+to the part that, with half the group added, is filled least relative to its target count
+for that class (Sainte-Laguë apportionment; ties: the part with the larger target, then the
+order train, val, test). Class proportions land within a group's size of the targets, a
+class of one or two images stays in train, and the assignment is deterministic for a seed.
+Because the fill is relative, every
+part takes its share of the groups of each size: images that have copies (often one source
+of a merged set) and images without any spread over train, val and test in the same
+proportions. (An earlier version gave each group to the part furthest below its target in
+absolute count, so train took most of the large groups and val/test more than their share
+of the single images. A split file stores its parts, so files written then read back
+unchanged; running ``mtbrain split`` again gives the new assignment.)
 
 :func:`make_split` returns a :class:`~mtbrain.data.splitfile.SplitFile` (train/val/test);
 :func:`group_kfold` returns ``k`` folds for cross-validation studies (scikit-learn's
@@ -85,8 +92,8 @@ def _assign(
         target = frac * total
         have = np.zeros(len(frac))
         for u in members:
-            deficit = target - have
-            best = min(range(len(frac)), key=lambda p: (-round(deficit[p], 9), rank[p]))
+            fill = (have + len(u) / 2) / target  # Sainte-Lague: fill at the group's midpoint
+            best = min(range(len(frac)), key=lambda p: (round(fill[p], 9), rank[p]))
             parts[best].extend(u)
             have[best] += len(u)
     return [sorted(p) for p in parts]

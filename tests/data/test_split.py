@@ -117,6 +117,20 @@ def test_tiny_class_goes_to_train_first() -> None:
     }
 
 
+def test_single_images_and_groups_spread_in_proportion() -> None:
+    # 80 images in pairs (copies, as one source of a merged set has) and 100 without copies:
+    # each part takes its share of both kinds, not train the pairs and val/test the rest.
+    rs = _recordset({"glioma": 180})
+    rels = [s.rel for s in rs.samples]
+    groups = [rels[i:i + 2] for i in range(0, 80, 2)]
+    split = make_split(rs, groups, val=0.15, test=0.15, seed=3)
+    single = set(rels[80:])
+    for part, share in (("train", 0.7), ("val", 0.15), ("test", 0.15)):
+        n_single = len(single & set(split.parts[part]))
+        assert abs(n_single - share * 100) <= 2, (part, n_single)
+        assert abs(len(split.parts[part]) - share * 180) <= 2, part
+
+
 def test_overlapping_groups_merge() -> None:
     rs = _recordset({"glioma": 30, "meningioma": 30})
     groups = [
