@@ -19,12 +19,9 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+from mtbrain.classes import canonical_class
 from mtbrain.errors import DataError
 from mtbrain.eval.predictions import read_predictions
-
-# Folder names of the Kaggle box set -> contract class names.
-FOLDERS = {"glioma": "glioma", "meningioma": "meningioma", "no tumor": "no_tumor",
-           "notumor": "no_tumor", "no_tumor": "no_tumor", "pituitary": "pituitary"}
 
 
 def parse_sources(items: list[str]) -> list[tuple[str, re.Pattern[str]]]:
@@ -48,7 +45,7 @@ def tally(records: list[dict], sources: list[tuple[str, re.Pattern[str]]],
         if r.get("error"):
             continue
         parts = Path(r["image"]).parts
-        truth = FOLDERS.get(parts[0].lower()) if len(parts) > 1 else None
+        truth = canonical_class(parts[0]) if len(parts) > 1 else None
         if truth is None:
             continue
         name = parts[-1]

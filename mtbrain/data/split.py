@@ -7,12 +7,11 @@ to the part that, with half the group added, is filled least relative to its tar
 for that class (Sainte-Laguë apportionment; ties: the part with the larger target, then the
 order train, val, test). Class proportions land within a group's size of the targets, a
 class of one or two images stays in train, and the assignment is deterministic for a seed.
-Because the fill is relative, every
-part takes its share of the groups of each size: images that have copies (often one source
-of a merged set) and images without any spread over train, val and test in the same
-proportions. (An earlier version gave each group to the part furthest below its target in
-absolute count, so train took most of the large groups and val/test more than their share
-of the single images. A split file stores its parts, so files written then read back
+Because the fill is relative, every part takes its share of the groups of each size: images
+that have copies (whose sources, in a merged set, need not match those of the rest) and
+images without any spread over train, val and test in the same proportions. (An earlier
+version gave each group to the part furthest below its target in absolute count, so train
+took most of the large groups and val/test more than their share of the single images. A split file stores its parts, so files written then read back
 unchanged; running ``mtbrain split`` again gives the new assignment.)
 
 :func:`make_split` returns a :class:`~mtbrain.data.splitfile.SplitFile` (train/val/test);
