@@ -117,7 +117,8 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=2, help="interleaved repetitions")
     parser.add_argument("--precision", nargs="+", default=["fp32", "bf16"],
-                        choices=["fp32", "bf16"])
+                        choices=["fp32", "bf16", "auto"],
+                        help="auto: what train.precision=auto picks on this machine")
     args = parser.parse_args()
     if args.config is None:  # the defaults of a plain run
         args.data = args.data or default_data()
@@ -149,8 +150,10 @@ def main() -> int:
             ours, bare = [], []
             for _ in range(args.repeat):
                 ours.append(measure_trainer(trainer, args.steps, args.warmup, batch))
-                bare.append(measure_bare(trainer, args.steps, args.warmup, precision))
+                bare.append(measure_bare(trainer, args.steps, args.warmup, trainer.precision))
             a, b = statistics.median(ours), statistics.median(bare)
+            if precision != trainer.precision:
+                precision = f"{precision} ({trainer.precision})"
             rows.append((precision, a, b))
             print(f"{precision}: mtbrain {a:.1f} img/s, bare loop {b:.1f} img/s, "
                   f"efficiency {a / b:.2f}", flush=True)

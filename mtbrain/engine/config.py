@@ -133,8 +133,10 @@ class TrainSection:
             then stops above them: ImageNet's low-level filters serve MRI well, and a
             training step of Lite0 at 256 px costs about half with 2 (fp32, 2 cores).
         grad_clip: Clip the gradient norm to this value (0: off).
-        precision: ``fp32`` or ``bf16`` (autocast). bf16 is not always faster: Lite0 on a
-            2-vCPU Xeon with AMX trains slower in bf16 than in fp32; measure with
+        precision: ``fp32``, ``bf16`` (autocast) or ``auto``: bf16 where the device
+            computes it natively (CPUs with AVX-512 BF16 or AMX, bf16-capable GPUs), fp32
+            elsewhere, where bf16 is emulated and slower (:mod:`mtbrain.engine.precision`).
+            The choice is logged and recorded in ``summary.json``. Measure a machine with
             ``benchmarks/trainer_efficiency.py``.
         channels_last: Use the channels-last memory format (about 1.8x faster on CPU).
         max_time_s: Stop training after this many seconds (0: no limit); the run still
@@ -175,7 +177,7 @@ class TrainSection:
     freeze_backbone_epochs: int = 0
     freeze_stages: int = 0
     grad_clip: float = 5.0
-    precision: Literal["fp32", "bf16"] = "fp32"
+    precision: Literal["fp32", "bf16", "auto"] = "fp32"
     channels_last: bool = True
     max_time_s: float = 0.0
     schedule_to_budget: bool = False

@@ -43,6 +43,7 @@ from mtbrain.engine.hooks import (
     TensorBoardLogger,
     TimeBudget,
 )
+from mtbrain.engine.precision import resolve_precision
 from mtbrain.engine.sampler import EpochSampler
 from mtbrain.eval.metrics import classification_metrics, localization_metrics
 from mtbrain.io import write_json
@@ -136,6 +137,9 @@ class Trainer:
     def setup(self) -> None:
         tc = self.cfg.train
         self.device = dist.init_from_env()
+        self.precision, note = resolve_precision(tc.precision, self.device)
+        if note:
+            self.log(note)
         seed_everything(tc.seed, deterministic=tc.deterministic)
         if dist.is_main():
             self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -275,7 +279,7 @@ class Trainer:
         self._stop_mid_epoch = self._stop_mid_epoch or mid_epoch
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
-        if self.cfg.train.precision == "bf16":
+        if self.precision == "bf16":
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
@@ -529,5 +533,5 @@ class Trainer:
         return {"epochs_done": self.epoch, "best_epoch": self.best_epoch,
                 "monitor": self.monitor, "best_value": self.best_value,
                 "stop_reason": self.stop_reason, "elapsed_s": round(self.elapsed_s, 2),
-                "last": last, "classes": self.data.classes,
+                "precision": self.precision, "last": last, "classes": self.data.classes,
                 "n_train": [len(s) for s in self.data.train_sets], "n_val": len(self.data.val)}

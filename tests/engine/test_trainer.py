@@ -136,6 +136,18 @@ class CountSteps(Hook):
 # --------------------------------------------------------------------------- a short run
 
 
+def test_precision_auto_is_resolved_at_setup(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from mtbrain.engine import precision
+
+    for native, want in ((True, "bf16"), (False, "fp32")):
+        monkeypatch.setattr(precision, "native_bf16", lambda device, n=native: n)
+        trainer = Trainer(config("train.precision=auto"), tmp_path / want, log=False)
+        trainer.setup()
+        assert trainer.precision == want
+        assert isinstance(trainer._autocast(), torch.autocast) == (want == "bf16")
+
+
 def test_short_run_writes_every_output(tmp_path: Path) -> None:
     out = tmp_path / "run"
     summary = Trainer(config(), out, log=False).train()
@@ -147,6 +159,7 @@ def test_short_run_writes_every_output(tmp_path: Path) -> None:
     assert summary["stop_reason"] is None
     assert summary["classes"] == CLASSES
     assert summary["n_train"] == [24] and summary["n_val"] == 4
+    assert summary["precision"] == "fp32"
     assert json.loads((out / "summary.json").read_text()) == summary
 
     rows = read_log(out / "log.csv")
