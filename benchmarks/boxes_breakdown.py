@@ -10,6 +10,10 @@ no box was predicted), over the images with at least one tumour box::
 
 Tumour size is the side of the image's largest true box (square root of its area) as a
 share of the image side (square root of the image area).
+
+A last line counts, among the images with several true boxes whose predicted box misses
+(best IoU < 0.5), those where the box spans them instead: IoU >= 0.5 with the box that
+encloses all of the image's true boxes (one box drawn around adjacent tumours).
 """
 
 from __future__ import annotations
@@ -46,7 +50,8 @@ def count_label(n: int) -> str:
 
 def rows(samples: RecordSet, predictions: list[dict[str, Any]], *, path: str | Path = "",
          data: str = "") -> list[dict]:
-    """One row per image with a tumour box: class, class and box count, size bin, best IoU.
+    """One row per image with a tumour box: class, class and box count, size bin, best IoU,
+    and (images with several true boxes, else ``None``) the IoU with their enclosing box.
 
     Predictions are matched to the samples as everywhere (:func:`match_predictions`:
     by ``rel`` or by file path); a tumour image without a prediction is an error.
@@ -64,8 +69,11 @@ def rows(samples: RecordSet, predictions: list[dict[str, Any]], *, path: str | P
         (iou,) = best_ious([box], [gt])
         areas = (gt[:, 2] - gt[:, 0]) * (gt[:, 3] - gt[:, 1])
         side = float(np.sqrt(areas.max() / (s.width * s.height)))
+        enclosing = np.concatenate([gt[:, :2].min(axis=0), gt[:, 2:].max(axis=0)])[None]
+        (spans,) = best_ious([box], [enclosing]) if len(gt) > 1 else (None,)
         out.append({"class": s.label, "class_boxes": f"{s.label}, {count_label(len(gt))}",
-                    "size": size_bin(side), "iou": float(iou)})
+                    "size": size_bin(side), "iou": float(iou),
+                    "enclosing_iou": None if spans is None else float(spans)})
     return out
 
 
@@ -78,6 +86,14 @@ def table(items: list[dict], key: str) -> list[tuple[str, int, float, float]]:
         groups[r[key]].append(r["iou"])
     return [(g, len(v), float(np.mean(v)), float(np.mean(np.asarray(v) >= 0.5)))
             for g, v in groups.items()]
+
+
+def spanning_misses(items: list[dict]) -> tuple[int, int, int]:
+    """Images with several true boxes; those missed (best IoU < 0.5); and those of the missed
+    whose box has IoU >= 0.5 with the box enclosing all their true boxes."""
+    multi = [r for r in items if r["enclosing_iou"] is not None]
+    missed = [r for r in multi if r["iou"] < 0.5]
+    return len(multi), len(missed), sum(r["enclosing_iou"] >= 0.5 for r in missed)
 
 
 def main() -> int:
@@ -103,6 +119,10 @@ def main() -> int:
     ious = np.asarray([r["iou"] for r in items])
     print(f"all: {len(ious)} images, mean IoU {ious.mean():.3f}, "
           f"IoU >= 0.5 {np.mean(ious >= 0.5):.3f}")
+    multi, missed, spanning = spanning_misses(items)
+    print(f"several true boxes: {multi} images, {missed} missed (of "
+          f"{int(np.sum(ious < 0.5))} misses in all), {spanning} of them with a box spanning "
+          "the true boxes (IoU >= 0.5 with their enclosing box)")
     return 0
 
 

@@ -13,7 +13,9 @@
   layouts: read from the label files);
 - label problems the reader recorded (skipped samples);
 - exact and near duplicates (:mod:`mtbrain.data.dedup`): groups, extra copies, groups
-  that straddle upstream splits, and groups whose images carry different labels.
+  that straddle upstream splits, groups whose images carry different labels, and groups
+  whose copies of one label carry different numbers of tumour boxes (the same slice
+  annotated as one box in one copy and as two in another: a bound on any box metric).
 
 Across sets: duplicate groups shared between sets (one set's images that are also in the
 other), and label conflicts across sets.
@@ -401,6 +403,10 @@ def _member(dup: Duplicates, k: int, names: Sequence[str] | None = None) -> str:
     return f"{names[dup.set_index[k]]}:{s.rel}" if names is not None else s.rel
 
 
+def _boxes_noun(n: int) -> str:
+    return f"{n} box" if n == 1 else f"{n} boxes"
+
+
 def _set_duplicates(dup: Duplicates, k: int, *, max_examples: int) -> dict[str, Any]:
     exact = dup.exact_groups(set_index=k)
     groups = dup.groups(set_index=k)
@@ -410,6 +416,8 @@ def _set_duplicates(dup: Duplicates, k: int, *, max_examples: int) -> dict[str, 
     near = [g for g in groups if len({int(dup.table.content[i]) for i in g}) > 1]
     straddle = [g for g in groups if len({dup.samples[i].split for i in g}) > 1]
     conflicts = [g for g in groups if len({dup.samples[i].label for i in g}) > 1]
+    box_counts = [g for g in groups if len({dup.samples[i].label for i in g}) == 1
+                  and len({len(dup.samples[i].boxes) for i in g}) > 1]
     sizes = Counter(len(g) for g in groups)
     return {
         "exact_groups": len(exact),
@@ -432,6 +440,11 @@ def _set_duplicates(dup: Duplicates, k: int, *, max_examples: int) -> dict[str, 
         "label_conflict_examples": [
             [f"{_member(dup, i)} ({dup.samples[i].label})" for i in g]
             for g in conflicts[:max_examples]
+        ],
+        "box_count_conflicts": len(box_counts),
+        "box_count_conflict_examples": [
+            [f"{_member(dup, i)} ({_boxes_noun(len(dup.samples[i].boxes))})" for i in g]
+            for g in box_counts[:max_examples]
         ],
     }
 
@@ -463,6 +476,9 @@ def _set_warnings(entry: dict[str, Any]) -> list[str]:
         )
     if d["label_conflicts"]:
         out.append(f"{d['label_conflicts']} duplicate groups carry different labels")
+    if d["box_count_conflicts"]:
+        out.append(f"{d['box_count_conflicts']} duplicate groups annotate the same image with "
+                   "different numbers of tumour boxes")
     p = entry["problems"]
     if p["count"]:
         out.append(
@@ -754,4 +770,6 @@ def _render_set(ds: dict[str, Any]) -> list[str]:
         f"({d['cross_split_images']} images)"
     )
     lines.append(f"  label conflicts: {d['label_conflicts']}")
+    lines.append(f"  box-count conflicts: {d['box_count_conflicts']}")
+    lines += [f"    {', '.join(ex)}" for ex in d["box_count_conflict_examples"][:3]]
     return lines

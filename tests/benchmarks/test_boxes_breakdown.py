@@ -50,6 +50,22 @@ def test_rows_take_the_best_true_box_and_bin_by_size() -> None:
     assert glioma[3] == 1.0 and pituitary[1:] == (1, 0.0, 0.0)
     assert [g for g, *_ in boxes_breakdown.table(rows, "size")] == ["<8%", "8-12%", ">=20%"]
     assert boxes_breakdown.count_label(5) == "3+"
+    # b.jpg: the enclosing box of its two true boxes is [10, 10, 60, 60]; overlap 10 x 10
+    assert [r["enclosing_iou"] for r in rows] == pytest.approx([None, 100 / 2550, None])
+
+
+def test_a_box_spanning_adjacent_true_boxes_is_counted() -> None:
+    samples = RecordSet(root=Path("/data"), layout="kaggle_bbox", classes=["glioma"], samples=[
+        sample("e.jpg", "glioma", [[10, 10, 30, 30], [30, 10, 50, 30], [50, 10, 70, 30]]),
+        sample("f.jpg", "glioma", [[10, 10, 30, 30], [70, 70, 90, 90]]),
+        sample("g.jpg", "glioma", [[10, 10, 30, 30], [30, 10, 50, 30]])])
+    rows = boxes_breakdown.rows(samples, [
+        {"image": "e.jpg", "label": "glioma", "box": [10, 10, 70, 30]},   # spans all three
+        {"image": "f.jpg", "label": "glioma", "box": [40, 40, 60, 60]},   # in between, small
+        {"image": "g.jpg", "label": "glioma", "box": [10, 10, 30, 30]}])  # a hit
+    assert [r["iou"] for r in rows] == pytest.approx([1 / 3, 0.0, 1.0])
+    assert [r["enclosing_iou"] for r in rows] == pytest.approx([1.0, 400 / 6400, 0.5])
+    assert boxes_breakdown.spanning_misses(rows) == (3, 2, 1)
 
 
 def test_a_missing_prediction_names_the_image() -> None:

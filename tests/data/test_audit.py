@@ -109,7 +109,8 @@ def test_counts_splits_duplicates_and_conflicts(tmp_path: Path, no_cache: None) 
                 split=split,
             )
         )
-    # a near copy (resized + re-encoded) of a meningioma image
+    # a near copy (resized + re-encoded) of a meningioma image, annotated with a tumour box
+    # that the original lacks (a box-count conflict)
     near_src = next(s for s in rs.samples if s.label == "meningioma")
     Image.open(near_src.path).resize((160, 160)).save(root / "meningioma/near.jpg", quality=70)
     extra.append(
@@ -120,6 +121,7 @@ def test_counts_splits_duplicates_and_conflicts(tmp_path: Path, no_cache: None) 
             width=160,
             height=160,
             source="set",
+            boxes=np.asarray([[10, 10, 40, 40]], dtype=np.float32),
         )
     )
     rs.samples = sorted(rs.samples + extra, key=lambda s: s.rel)
@@ -140,12 +142,17 @@ def test_counts_splits_duplicates_and_conflicts(tmp_path: Path, no_cache: None) 
     assert "meningioma/copy_a.jpg (meningioma)" in conflict
     assert f"{src.rel} (glioma)" in conflict
     assert report["duplicates"]["label_conflicts"] == 1
+    assert d["box_count_conflicts"] == 1  # the label conflict's group is not counted again
+    assert sorted(d["box_count_conflict_examples"][0]) == [
+        f"{near_src.rel} (0 boxes)", "meningioma/near.jpg (1 box)"]
     warnings = "\n".join(report["warnings"])
     assert "2 byte-identical extra copies in 1 groups" in warnings
     assert "carry different labels" in warnings and "straddle upstream splits" in warnings
     text = render_text(report)
     assert "exact: 2 extra copies in 1 groups" in text
     assert "label conflicts: 1" in text
+    assert "box-count conflicts: 1" in text
+    assert "1 duplicate groups annotate the same image with different numbers" in warnings
     assert report["duplicates"]["all_groups"] and report["timing"]["total_s"] > 0
 
 
