@@ -9,7 +9,11 @@ picks fp32 there.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
+
+from mtbrain.errors import ConfigError, MtbrainWarning
 
 PRECISIONS = ("fp32", "bf16", "auto")
 """Values of ``train.precision``."""
@@ -25,7 +29,7 @@ def native_bf16(device: torch.device) -> bool:
 
 
 def resolve_precision(precision: str, device: torch.device) -> tuple[str, str | None]:
-    """The precision a run uses, and a note for the log when it deserves one.
+    """The precision a run uses, and what ``auto`` chose (a line for the log).
 
     Args:
         precision: ``fp32``, ``bf16`` or ``auto``.
@@ -33,11 +37,12 @@ def resolve_precision(precision: str, device: torch.device) -> tuple[str, str | 
 
     Returns:
         ``("fp32" | "bf16", note)``: ``auto`` becomes ``bf16`` where :func:`native_bf16`
-        holds, else ``fp32``; the note says what ``auto`` chose, or warns that an explicit
-        ``bf16`` is emulated (slow) on this device. ``None`` when there is nothing to say.
+        holds, else ``fp32``, and the note says so; ``None`` for an explicit value. An
+        explicit ``bf16`` on a device that would emulate it is kept, with a
+        :class:`~mtbrain.errors.MtbrainWarning`.
     """
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        raise ConfigError(f"train.precision must be one of {PRECISIONS}, got {precision!r}")
     if precision == "fp32":
         return "fp32", None
     native = native_bf16(device)
@@ -45,8 +50,8 @@ def resolve_precision(precision: str, device: torch.device) -> tuple[str, str | 
         chosen = "bf16" if native else "fp32"
         why = "computes bf16 natively" if native else "has no native bf16, emulated bf16 is slow"
         return chosen, f"precision auto: {chosen} (this {device.type} {why})"
-    if native:
-        return "bf16", None
-    return "bf16", (f"warning: train.precision=bf16 on a {device.type} without native bf16: "
-                    "it is emulated and usually slower than fp32 (train.precision=auto "
-                    "chooses for you)")
+    if not native:
+        warnings.warn(f"train.precision=bf16 on a {device.type} without native bf16: it is "
+                      "emulated and usually slower than fp32 (train.precision=auto chooses "
+                      "for you)", MtbrainWarning, stacklevel=2)
+    return "bf16", None

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 
 from mtbrain.engine import precision
+from mtbrain.errors import ConfigError, MtbrainWarning
 
 
 @pytest.mark.parametrize(("native", "want"), [(True, "bf16"), (False, "fp32")])
@@ -22,11 +25,13 @@ def test_explicit_values_are_kept_and_emulated_bf16_is_warned(
     cpu = torch.device("cpu")
     monkeypatch.setattr(precision, "native_bf16", lambda device: False)
     assert precision.resolve_precision("fp32", cpu) == ("fp32", None)
-    chosen, note = precision.resolve_precision("bf16", cpu)
-    assert chosen == "bf16" and note is not None and "emulated" in note
+    with pytest.warns(MtbrainWarning, match="emulated"):
+        assert precision.resolve_precision("bf16", cpu) == ("bf16", None)
     monkeypatch.setattr(precision, "native_bf16", lambda device: True)
-    assert precision.resolve_precision("bf16", cpu) == ("bf16", None)
-    with pytest.raises(ValueError, match="precision must be one of"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert precision.resolve_precision("bf16", cpu) == ("bf16", None)
+    with pytest.raises(ConfigError, match="train.precision must be one of"):
         precision.resolve_precision("fp16", cpu)
 
 
