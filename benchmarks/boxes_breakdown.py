@@ -14,6 +14,10 @@ share of the image side (square root of the image area).
 A last line counts, among the images with several true boxes whose predicted box misses
 (best IoU < 0.5), those where the box spans them instead: IoU >= 0.5 with the box that
 encloses all of the image's true boxes (one box drawn around adjacent tumours).
+
+With ``--data SPLIT.json:PART`` one more line counts each slice once: the split file's
+duplicate groups (copies of one slice, always in one part) are scored by the mean of their
+copies' IoU >= 0.5, so that a hard slice with three copies is one miss, not three.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import numpy as np
 import mtbrain  # noqa: F401  (offline environment before timm)
 from mtbrain.data import load_dataset
 from mtbrain.data.records import RecordSet
+from mtbrain.data.splitfile import SplitFile, is_split_file, parse_data_arg
 from mtbrain.errors import DataError
 from mtbrain.eval.metrics import best_ious
 from mtbrain.eval.predictions import match_predictions, read_predictions
@@ -50,8 +55,9 @@ def count_label(n: int) -> str:
 
 def rows(samples: RecordSet, predictions: list[dict[str, Any]], *, path: str | Path = "",
          data: str = "") -> list[dict]:
-    """One row per image with a tumour box: class, class and box count, size bin, best IoU,
-    and (images with several true boxes, else ``None``) the IoU with their enclosing box.
+    """One row per image with a tumour box: its ``rel`` (``image``), class, class and box
+    count, size bin, best IoU, and (images with several true boxes, else ``None``) the IoU
+    with their enclosing box.
 
     Predictions are matched to the samples as everywhere (:func:`match_predictions`:
     by ``rel`` or by file path); a tumour image without a prediction is an error.
@@ -71,7 +77,7 @@ def rows(samples: RecordSet, predictions: list[dict[str, Any]], *, path: str | P
         side = float(np.sqrt(areas.max() / (s.width * s.height)))
         enclosing = np.concatenate([gt[:, :2].min(axis=0), gt[:, 2:].max(axis=0)])[None]
         (spans,) = best_ious([box], [enclosing]) if len(gt) > 1 else (None,)
-        out.append({"class": s.label, "class_boxes": f"{s.label}, {count_label(len(gt))}",
+        out.append({"image": s.rel, "class": s.label, "class_boxes": f"{s.label}, {count_label(len(gt))}",
                     "size": size_bin(side), "iou": float(iou),
                     "enclosing_iou": None if spans is None else float(spans)})
     return out
@@ -94,6 +100,24 @@ def spanning_misses(items: list[dict]) -> tuple[int, int, int]:
     multi = [r for r in items if r["enclosing_iou"] is not None]
     missed = [r for r in multi if r["iou"] < 0.5]
     return len(multi), len(missed), sum(r["enclosing_iou"] >= 0.5 for r in missed)
+
+
+def per_slice(items: list[dict], groups: list[list[str]]) -> tuple[int, float, int, int]:
+    """IoU >= 0.5 with each duplicate group of ``groups`` (``rel`` names) counted once.
+
+    Returns:
+        ``(slices, share, missed_copies, missed_slices)``: the number of distinct slices
+        among ``items`` (a group's members present in ``items``, or a single image), the
+        mean over slices of their copies' IoU >= 0.5 share, and the misses that are copies
+        of a slice with several images in ``items`` and how many such slices they show.
+    """
+    slice_of = {rel: k for k, g in enumerate(groups) for rel in g}
+    hits: dict[Any, list[bool]] = defaultdict(list)
+    for r in items:
+        hits[slice_of.get(r["image"], r["image"])].append(r["iou"] >= 0.5)
+    shared = [v for v in hits.values() if len(v) > 1 and not all(v)]
+    share = float(np.mean([np.mean(v) for v in hits.values()])) if hits else 0.0
+    return len(hits), share, sum(len(v) - sum(v) for v in shared), len(shared)
 
 
 def main() -> int:
@@ -123,6 +147,13 @@ def main() -> int:
     print(f"several true boxes: {multi} images, {missed} missed (of "
           f"{int(np.sum(ious < 0.5))} misses in all), {spanning} of them with a box spanning "
           "the true boxes (IoU >= 0.5 with their enclosing box)")
+    split_path, _ = parse_data_arg(args.data)
+    if is_split_file(split_path):
+        groups = SplitFile.read(split_path).groups
+        slices, share, missed_copies, missed_slices = per_slice(items, groups)
+        print(f"each slice once (the split file's duplicate groups): {slices} slices, "
+              f"IoU >= 0.5 {share:.3f}; {missed_copies} of the misses are copies of "
+              f"{missed_slices} slices with several images")
     return 0
 
 

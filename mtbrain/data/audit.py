@@ -415,9 +415,10 @@ def _set_duplicates(dup: Duplicates, k: int, *, max_examples: int) -> dict[str, 
     distinct = len(set(dup.group[rows].tolist()))
     near = [g for g in groups if len({int(dup.table.content[i]) for i in g}) > 1]
     straddle = [g for g in groups if len({dup.samples[i].split for i in g}) > 1]
-    conflicts = [g for g in groups if len({dup.samples[i].label for i in g}) > 1]
-    box_counts = [g for g in groups if len({dup.samples[i].label for i in g}) == 1
-                  and len({len(dup.samples[i].boxes) for i in g}) > 1]
+    n_labels = [len({dup.samples[i].label for i in g}) for g in groups]
+    conflicts = [g for g, m in zip(groups, n_labels, strict=True) if m > 1]
+    box_counts = [g for g, m in zip(groups, n_labels, strict=True)
+                  if m == 1 and len({len(dup.samples[i].boxes) for i in g}) > 1]
     sizes = Counter(len(g) for g in groups)
     return {
         "exact_groups": len(exact),

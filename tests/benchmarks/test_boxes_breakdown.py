@@ -82,3 +82,15 @@ def test_command_line_errors_name_the_file(tmp_path: Path) -> None:
     nodata = subprocess.run([sys.executable, str(SCRIPT), str(preds), "--data",
                              str(tmp_path / "nodata")], capture_output=True, text=True)
     assert nodata.returncode != 0 and "nodata" in nodata.stderr
+
+
+def test_per_slice_counts_each_duplicate_group_once() -> None:
+    items = [{"image": rel, "iou": iou} for rel, iou in
+             [("a.jpg", 0.1), ("a2.jpg", 0.2), ("a3.jpg", 0.9), ("b.jpg", 0.8), ("c.jpg", 0.3),
+              ("d.jpg", 0.7), ("d2.jpg", 0.6)]]
+    groups = [["a.jpg", "a2.jpg", "a3.jpg"], ["d.jpg", "d2.jpg"], ["x.jpg", "y.jpg"]]
+    slices, share, missed_copies, missed_slices = boxes_breakdown.per_slice(items, groups)
+    # slices a (1 hit of 3), b (hit), c (miss), d (2 of 2); x/y are not among the items
+    assert slices == 4 and share == pytest.approx((1 / 3 + 1 + 0 + 1) / 4)
+    assert (missed_copies, missed_slices) == (2, 1)
+    assert boxes_breakdown.per_slice([], groups) == (0, 0.0, 0, 0)
