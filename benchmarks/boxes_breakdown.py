@@ -130,6 +130,8 @@ def main() -> int:
     try:
         predictions = read_predictions(path)
         items = rows(load_dataset(args.data), predictions, path=path, data=args.data)
+        split_path, _ = parse_data_arg(args.data)
+        groups = SplitFile.read(split_path).groups if is_split_file(split_path) else None
     except DataError as e:
         raise SystemExit(str(e)) from None
     if not items:
@@ -147,9 +149,7 @@ def main() -> int:
     print(f"several true boxes: {multi} images, {missed} missed (of "
           f"{int(np.sum(ious < 0.5))} misses in all), {spanning} of them with a box spanning "
           "the true boxes (IoU >= 0.5 with their enclosing box)")
-    split_path, _ = parse_data_arg(args.data)
-    if is_split_file(split_path):
-        groups = SplitFile.read(split_path).groups
+    if groups is not None:
         slices, share, missed_copies, missed_slices = per_slice(items, groups)
         print(f"each slice once (the split file's duplicate groups): {slices} slices, "
               f"IoU >= 0.5 {share:.3f}; {missed_copies} of the misses are copies of "
