@@ -158,6 +158,13 @@ class TrainSection:
             is nearly always the best, and validating less leaves more of the budget to
             training (a validation of 712 images costs about a fifth of an epoch).
         tensorboard: Also log to TensorBoard (needs the ``tensorboard`` package).
+        refit_epochs: After the main phase, re-initialise the box head's refining stage
+            (``box_head_options.roi_refine``) and train it alone for this many epochs on
+            the frozen features of the train part's box-annotated images, cached in one
+            pass (:mod:`mtbrain.engine.refit`), then validate and save again; 0: off.
+        refit_lr: Peak learning rate of the refit (one-cycle AdamW).
+        refit_time_s: Seconds of ``max_time_s`` kept for the refit: the main phase stops
+            (and its schedule ends) at ``max_time_s - refit_time_s``.
     """
 
     epochs: int = 10
@@ -188,6 +195,9 @@ class TrainSection:
     tta_flip: bool = False
     val_every: int = 1
     tensorboard: bool = False
+    refit_epochs: int = 0
+    refit_lr: float = 1e-3
+    refit_time_s: float = 0.0
 
 
 @dataclass
@@ -215,6 +225,24 @@ def loader_workers(cfg: DataConfig) -> int:
     if cfg.num_workers is not None:
         return max(0, int(cfg.num_workers))
     return 0 if cfg.cache != "none" else min(4, os.cpu_count() or 1)
+
+
+def _check_refit(cfg: TrainConfig) -> None:
+    tc = cfg.train
+    if tc.refit_epochs < 0:
+        raise ConfigError(f"train.refit_epochs={tc.refit_epochs}: must be at least 0 (0: no refit)")
+    if tc.refit_epochs and not (cfg.model.box_head == "dense"
+                                and cfg.model.box_head_options.get("roi_refine") is True):
+        raise ConfigError("train.refit_epochs > 0 refits the refining stage of the box head: "
+                          "it needs model.box_head: dense with box_head_options.roi_refine: true")
+    if not tc.refit_lr > 0:
+        raise ConfigError(f"train.refit_lr={tc.refit_lr}: must be > 0")
+    if tc.refit_time_s < 0 or (tc.refit_time_s and tc.max_time_s <= 0):
+        raise ConfigError(f"train.refit_time_s={tc.refit_time_s}: must be >= 0, and is a part "
+                          "of train.max_time_s (set that too)")
+    if tc.max_time_s > 0 and tc.refit_time_s >= tc.max_time_s:
+        raise ConfigError(f"train.refit_time_s={tc.refit_time_s} leaves nothing of "
+                          f"train.max_time_s={tc.max_time_s} to the main phase")
 
 
 def load_config(path: str | Path | None = None, *, overrides: list[str] | None = None,
@@ -259,6 +287,7 @@ def load_config(path: str | Path | None = None, *, overrides: list[str] | None =
                 and cfg.data.val_fraction + cfg.data.test_fraction < 1):
             raise ConfigError("data.val_fraction + data.test_fraction must be in [0, 1)")
         check_box_head(cfg.model.box_head, cfg.model.box_head_options)
+        _check_refit(cfg)
     except ConfigError as exc:
         if path is None:
             raise

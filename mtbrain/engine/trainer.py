@@ -7,7 +7,10 @@
 2. for each epoch: train (masked multitask loss, bf16 autocast if asked, gradient clipping,
    a stop on a non-finite loss), validate (classification and box metrics), then the
    hooks log, checkpoint and decide whether to stop;
-3. at the end: ``last.pt`` and ``best.pt``, ``log.csv``, ``curves.png``, ``summary.json``.
+3. with ``train.refit_epochs``: the box head's refining stage is re-initialised and
+   trained alone on cached features of the train part (:mod:`mtbrain.engine.refit`),
+   then validated and saved like an epoch (a ``phase: refit`` row in ``log.csv``);
+4. at the end: ``last.pt`` and ``best.pt``, ``log.csv``, ``curves.png``, ``summary.json``.
 
 Every epoch's data order and augmentation is a function of ``(seed, epoch)`` and the RNG
 states are saved with each checkpoint, so a run killed at any moment and resumed ends
@@ -125,6 +128,7 @@ class Trainer:
         self.best_value: float | None = None
         self.best_epoch: int | None = None
         self.stop_reason: str | None = None
+        self.refit: dict[str, Any] | None = None  # what the refit did, once done
         self._stop_mid_epoch = False
         self.monitor = cfg.train.monitor
         self._epoch_start: float | None = None
@@ -151,7 +155,7 @@ class Trainer:
         self.scheduler = self._build_scheduler()
         self.hooks: list[Hook] = [CSVLogger(self.out_dir / "log.csv"),
                                   EarlyStopping(tc.early_stop_patience, tc.min_delta),
-                                  TimeBudget(tc.max_time_s), CurvePlot(self.out_dir / "curves.png")]
+                                  TimeBudget(self.main_budget_s), CurvePlot(self.out_dir / "curves.png")]
         if tc.tensorboard:
             self.hooks.append(TensorBoardLogger(self.out_dir / "tensorboard"))
         self.hooks.extend(self.extra_hooks)
@@ -231,10 +235,17 @@ class Trainer:
 
         return torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
 
+    @property
+    def main_budget_s(self) -> float:
+        """Seconds of the main phase: ``max_time_s`` less the refit's ``refit_time_s``
+        (0: no limit)."""
+        tc = self.cfg.train
+        return max(0.0, tc.max_time_s - tc.refit_time_s) if tc.max_time_s > 0 else 0.0
+
     def budget_fraction(self) -> float:
-        """Share of ``train.max_time_s`` spent so far (training and validation), the same
-        on every rank (their mean), in [0, 1]."""
-        max_time = self.cfg.train.max_time_s
+        """Share of the main phase's time budget (:attr:`main_budget_s`) spent so far
+        (training and validation), the same on every rank (their mean), in [0, 1]."""
+        max_time = self.main_budget_s
         if max_time <= 0:
             return 0.0
         now = self.elapsed_s
@@ -306,6 +317,8 @@ class Trainer:
                 self.elapsed_s += time.monotonic() - start
                 self._epoch_start = None
                 self._end_epoch(train_stats, val)
+            if tc.refit_epochs > 0 and self.refit is None and self.history:
+                self._refit()
         finally:
             for hook in self.hooks:
                 hook.after_train(self)
@@ -447,13 +460,68 @@ class Trainer:
         out["score"] = float(np.mean(parts)) if parts else None
         return out
 
+    @staticmethod
+    def _shown(record: dict[str, Any]) -> str:
+        """A log row's values for the log line, `` *`` when it improved on the best."""
+        shown = ", ".join(f"{k}={v:.4f}" for k, v in record.items()
+                          if isinstance(v, float) and k not in ("lr", "elapsed_s"))
+        return shown + (" *" if record.get("improved") else "")
+
+    def _improves(self, value: float | None) -> bool:
+        """Whether a validation value of the monitor beats the best so far."""
+        if value is None:
+            return False
+        sign = -1.0 if self.monitor == "loss" else 1.0
+        return self.best_value is None or sign * (value - self.best_value) > self.cfg.train.min_delta
+
+    def _refit(self) -> None:
+        """Refit the refining stage on cached features, validate, save (module doc, 3.)."""
+        from mtbrain.data.dataset import MRIDataset
+        from mtbrain.engine.refit import cache_roi_maps, refit_refiner
+
+        tc = self.cfg.train
+        model = self.ema.module if self.ema is not None else self.model
+        start = time.monotonic()
+        datasets = [MRIDataset([s for s in ds.samples if s.has_box], ds.classes, size=ds.size,
+                               keep_ratio=ds.keep_ratio, cache=ds.cache, boxes_known=True)
+                    for ds in self.train_sets if any(s.has_box for s in ds.samples)]
+        cache = cache_roi_maps(model, datasets, batch_size=tc.batch_size, device=self.device,
+                               channels_last=tc.channels_last, autocast=self._autocast())
+        cached_s = time.monotonic() - start
+        losses = refit_refiner(model, cache, epochs=tc.refit_epochs, lr=tc.refit_lr,
+                               weight_decay=tc.weight_decay, batch_size=tc.batch_size,
+                               seed=tc.seed, device=self.device)
+        n_images = len(cache)
+        del cache
+        if dist.is_distributed():  # every rank refits alike; rank 0's weights are the ones
+            state = dist.broadcast_object({k: v.cpu() for k, v in
+                                           model.box_head.roi_head.state_dict().items()})
+            model.box_head.roi_head.load_state_dict(state)
+        fitted_s = time.monotonic() - start - cached_s
+        val = self.validate()
+        seconds = time.monotonic() - start
+        self.elapsed_s += seconds
+        self.refit = {"images": n_images, "epochs": tc.refit_epochs,
+                      "cache_s": round(cached_s, 2), "fit_s": round(fitted_s, 2),
+                      "total_s": round(seconds, 2)}
+        improved = self._improves(val.get(self.monitor))
+        record: dict[str, Any] = {"epoch": self.epoch, "phase": "refit", "lr": tc.refit_lr,
+                                  **{f"train_loss_{k}": v for k, v in losses.items()},
+                                  **{f"val_{k}": v for k, v in val.items()},
+                                  "improved": improved, "elapsed_s": round(self.elapsed_s, 2)}
+        if improved:
+            self.best_value, self.best_epoch = val.get(self.monitor), self.epoch
+        self.history.append(record)
+        for hook in self.hooks:
+            hook.after_epoch(self, record)
+        self._save(best=improved)
+        self.log(f"refit of the refining stage ({n_images} images cached in {cached_s:.0f} s, "
+                 f"{tc.refit_epochs} epochs in {fitted_s:.0f} s): {self._shown(record)}")
+
     def _end_epoch(self, train_stats: dict[str, float], val: dict[str, Any]) -> None:
         tc = self.cfg.train
         value = val.get(self.monitor)
-        improved = False
-        if value is not None:
-            sign = -1.0 if self.monitor == "loss" else 1.0
-            improved = self.best_value is None or sign * (value - self.best_value) > tc.min_delta
+        improved = self._improves(value)
         record: dict[str, Any] = {"epoch": self.epoch + 1,
                                   "lr": self.optimizer.param_groups[-1]["lr"], **train_stats}
         record.update({f"val_{k}": v for k, v in val.items()})
@@ -468,9 +536,7 @@ class Trainer:
         for hook in self.hooks:
             hook.after_epoch(self, record)
         self._save(best=improved)
-        shown = ", ".join(f"{k}={v:.4f}" for k, v in record.items()
-                          if isinstance(v, float) and k not in ("lr", "elapsed_s"))
-        self.log(f"epoch {self.epoch}/{tc.epochs}: {shown}{' *' if improved else ''}")
+        self.log(f"epoch {self.epoch}/{tc.epochs}: {self._shown(record)}")
         if self.stop_reason:
             self.log(f"stopping: {self.stop_reason}")
 
@@ -487,6 +553,7 @@ class Trainer:
             "best_value": self.best_value,
             "best_epoch": self.best_epoch,
             "stop_reason": self.stop_reason,
+            "refit": self.refit,
             "history": self.history,
             "hooks": {type(h).__name__: h.state_dict() for h in self.hooks},
             "rng": rng_state(),
@@ -525,7 +592,11 @@ class Trainer:
         for hook in self.hooks:
             hook.load_state_dict(ts["hooks"].get(type(hook).__name__, {}))
         set_rng_state(ts["rng"])
-        self.stop_reason = None
+        self.refit = ts.get("refit")
+        # A run whose refit is done is finished, and one stopped before a pending refit
+        # (killed during it) goes straight to it; else training goes on where it stopped.
+        keep = self.refit is not None or self.cfg.train.refit_epochs > 0
+        self.stop_reason = ts["stop_reason"] if keep else None
         self.log(f"resumed from {path} after epoch {self.epoch}")
 
     def _summary(self) -> dict[str, Any]:
@@ -533,5 +604,6 @@ class Trainer:
         return {"epochs_done": self.epoch, "best_epoch": self.best_epoch,
                 "monitor": self.monitor, "best_value": self.best_value,
                 "stop_reason": self.stop_reason, "elapsed_s": round(self.elapsed_s, 2),
+                "refit": self.refit,
                 "precision": self.precision, "last": last, "classes": self.data.classes,
                 "n_train": [len(s) for s in self.data.train_sets], "n_val": len(self.data.val)}

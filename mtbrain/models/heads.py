@@ -354,8 +354,19 @@ class DenseBoxHead(BoxHead):
                 nn.SiLU(inplace=True),
                 nn.Linear(256, 4),
             )
-            nn.init.zeros_(self.roi_head[-1].weight)
-            nn.init.zeros_(self.roi_head[-1].bias)
+            self.reset_refiner()
+
+    def reset_refiner(self) -> None:
+        """Re-initialise the refining stage's layers after ``roi_map`` (the conv + MLP): new
+        random weights, zero corrections, as at construction (used by the post-training
+        refit, :mod:`mtbrain.engine.refit`)."""
+        if not self.roi_refine:
+            raise ConfigError("this dense box head has no refining stage (roi_refine=false)")
+        for module in self.roi_head.modules():
+            if isinstance(module, nn.Conv2d | nn.Linear | nn.BatchNorm2d):
+                module.reset_parameters()
+        nn.init.zeros_(self.roi_head[-1].weight)
+        nn.init.zeros_(self.roi_head[-1].bias)
 
     @staticmethod
     def _up_add(lateral: Tensor, top: Tensor) -> Tensor:
@@ -404,16 +415,31 @@ class DenseBoxHead(BoxHead):
 
     def _refine_losses(self, out: Mapping[str, Tensor], targets: Mapping[str, Tensor],
                        image_hw: tuple[int, int]) -> dict[str, Tensor]:
-        """The refining stage's ``refine_l1`` / ``refine_giou`` on the samples with boxes: one
-        proposal is the head's decoded box (detached), one a jittered true box."""
-        roi_map = out["roi_map"]
+        """The refining stage's losses on the head's own decoded boxes (detached)."""
+        with torch.no_grad():
+            decoded, _ = self.decode(out, image_hw)
+        return self.refine_losses(out["roi_map"], decoded, targets, image_hw)
+
+    def refine_losses(self, roi_map: Tensor, decoded: Tensor, targets: Mapping[str, Tensor],
+                      image_hw: tuple[int, int]) -> dict[str, Tensor]:
+        """``refine_l1`` / ``refine_giou`` of the refining stage on the samples with boxes.
+
+        Two proposals per such sample: its decoded box and a jittered copy of one of its
+        true boxes (a random one); each refined box is scored against the true box it
+        overlaps most (:func:`~mtbrain.models.losses.matched_box_losses`).
+
+        Args:
+            roi_map: (B, C, H, W) the ``roi_map`` output of :meth:`forward`.
+            decoded: (B, 4) the decoded boxes of the same images (no gradient flows to them).
+            targets: ``boxes``, ``box_valid`` and ``box_mask`` as from
+                :func:`mtbrain.data.dataset.collate`.
+            image_hw: The network input's height and width.
+        """
         box_idx = targets["box_mask"].nonzero(as_tuple=True)[0]
         if box_idx.numel() == 0:  # exact zeros reaching every parameter of the stage (DDP)
             zero = zero_like_graph(roi_map) + sum(
                 zero_like_graph(p) for p in self.roi_head.parameters())
             return {"refine_l1": zero, "refine_giou": zero}
-        with torch.no_grad():
-            decoded, _ = self.decode(out, image_hw)
         gts = targets["boxes"].index_select(0, box_idx).float()
         valid = targets["box_valid"].index_select(0, box_idx)
         # a random true box per image (valid ones only), moved and resized at random
@@ -423,7 +449,7 @@ class DenseBoxHead(BoxHead):
         ctr = (gt[:, :2] + gt[:, 2:]) / 2 + torch.randn_like(wh) * self.JITTER_SHIFT * wh
         wh = wh * torch.exp(torch.randn_like(wh) * self.JITTER_SCALE)
         jittered = _clip_boxes(torch.cat([ctr - wh / 2, ctr + wh / 2], dim=1), image_hw)
-        proposals = torch.cat([decoded.index_select(0, box_idx), jittered])
+        proposals = torch.cat([decoded.detach().float().index_select(0, box_idx), jittered])
         idx = torch.cat([box_idx, box_idx])
         refined = self._refine_rois(roi_map, proposals, idx, image_hw)
         l1, giou = matched_box_losses(refined, torch.cat([gts, gts]),
