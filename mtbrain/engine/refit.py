@@ -28,6 +28,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from mtbrain.data.dataset import collate
+from mtbrain.engine.trainer import NonFiniteLossError
 from mtbrain.errors import ConfigError
 
 
@@ -87,8 +88,9 @@ def cache_roi_maps(model: torch.nn.Module, datasets: list[Dataset], *, batch_siz
     maps, decoded, boxes, valid = [], [], [], []
     image_hw = (0, 0)
     try:
-        for ds in datasets:
-            for images, targets in DataLoader(ds, batch_size=batch_size, collate_fn=collate):
+        with autocast or contextlib.nullcontext():
+            for images, targets in (batch for ds in datasets for batch in
+                                    DataLoader(ds, batch_size=batch_size, collate_fn=collate)):
                 keep = targets["box_mask"]
                 if not keep.any():
                     continue
@@ -96,9 +98,8 @@ def cache_roi_maps(model: torch.nn.Module, datasets: list[Dataset], *, batch_siz
                 if channels_last:
                     images = images.contiguous(memory_format=torch.channels_last)
                 image_hw = (int(images.shape[-2]), int(images.shape[-1]))
-                with autocast or contextlib.nullcontext():
-                    out = head(model.backbone(model.normalize(images)), image_hw)
-                    box, _ = head.decode(out, image_hw)
+                out = head(model.backbone(model.normalize(images)), image_hw)
+                box, _ = head.decode(out, image_hw)
                 maps.append(out["roi_map"].to("cpu", torch.bfloat16,
                                               memory_format=torch.contiguous_format))
                 decoded.append(box.float().cpu())
@@ -146,7 +147,7 @@ def refit_refiner(model: torch.nn.Module, cache: RoiCache, *, epochs: int, lr: f
         loss_cfg = model.config.loss_config
         head.roi_head.train()
         totals = {"refine_l1": 0.0, "refine_giou": 0.0}
-        for _ in range(epochs):
+        for epoch in range(epochs):
             order = torch.randperm(n, generator=generator)
             totals = dict.fromkeys(totals, 0.0)
             for step in range(per_epoch):
@@ -160,7 +161,9 @@ def refit_refiner(model: torch.nn.Module, cache: RoiCache, *, epochs: int, lr: f
                 loss = (loss_cfg.l1_weight * losses["refine_l1"]
                         + loss_cfg.giou_weight * losses["refine_giou"])
                 if not torch.isfinite(loss):
-                    raise FloatingPointError(f"non-finite refit loss {loss.item()}")
+                    raise NonFiniteLossError(
+                        f"non-finite loss {loss.item()} in the refit of the refining stage "
+                        f"(epoch {epoch + 1}, step {step + 1}); lower train.refit_lr")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()

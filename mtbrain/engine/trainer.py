@@ -48,6 +48,7 @@ from mtbrain.engine.hooks import (
 )
 from mtbrain.engine.precision import resolve_precision
 from mtbrain.engine.sampler import EpochSampler
+from mtbrain.errors import ConfigError
 from mtbrain.eval.metrics import classification_metrics, localization_metrics
 from mtbrain.io import write_json
 
@@ -149,6 +150,11 @@ class Trainer:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             self._remove_stale_temporaries()
         self.data: TrainData = build_data(self.cfg.data, self.out_dir, seed=tc.seed, log=self.log)
+        if tc.refit_epochs > 0 and not any(s.has_box for rs in self.data.train_sets for s in rs):
+            roots = ", ".join(str(rs.root) for rs in self.data.train_sets)
+            raise ConfigError(f"train.refit_epochs={tc.refit_epochs}: no training image of "
+                              f"{roots} has a tumour box, so there is nothing to refit the "
+                              "box head's refining stage on")
         self.model = self._build_model()
         self._build_loaders()
         self.optimizer = self._build_optimizer()
@@ -482,9 +488,13 @@ class Trainer:
         tc = self.cfg.train
         model = self.ema.module if self.ema is not None else self.model
         start = time.monotonic()
-        datasets = [MRIDataset([s for s in ds.samples if s.has_box], ds.classes, size=ds.size,
-                               keep_ratio=ds.keep_ratio, cache=ds.cache, boxes_known=True)
-                    for ds in self.train_sets if any(s.has_box for s in ds.samples)]
+        datasets = []  # the train sets' box images, un-augmented, from their decoded caches
+        for ds in self.train_sets:
+            boxed = [s for s in ds.samples if s.has_box]
+            if boxed:
+                datasets.append(MRIDataset(boxed, ds.classes, size=ds.size,
+                                           keep_ratio=ds.keep_ratio, cache=ds.cache,
+                                           boxes_known=True))
         cache = cache_roi_maps(model, datasets, batch_size=tc.batch_size, device=self.device,
                                channels_last=tc.channels_last, autocast=self._autocast())
         cached_s = time.monotonic() - start
@@ -497,6 +507,8 @@ class Trainer:
             state = dist.broadcast_object({k: v.cpu() for k, v in
                                            model.box_head.roi_head.state_dict().items()})
             model.box_head.roi_head.load_state_dict(state)
+        if model is not self.model:  # EMA: last.pt (self.model) carries the refit too
+            self.model.box_head.roi_head.load_state_dict(model.box_head.roi_head.state_dict())
         fitted_s = time.monotonic() - start - cached_s
         val = self.validate()
         seconds = time.monotonic() - start
